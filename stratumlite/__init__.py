@@ -1,0 +1,30 @@
+"""stratumlite: optimizer, parallel runtime and lineage for skrub DataOps.
+
+>>> import skrub, stratumlite
+>>> stratumlite.evaluate(skrub.var("a", 2) * 21)
+42
+"""
+
+from ._api import evaluate, explain
+from .config import Config
+from .errors import (
+    EvaluationError,
+    MissingVariableError,
+    NotFittedError,
+    StratumliteError,
+)
+from .learner import Learner, make_learner
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "EvaluationError",
+    "Learner",
+    "MissingVariableError",
+    "NotFittedError",
+    "StratumliteError",
+    "evaluate",
+    "explain",
+    "make_learner",
+]

@@ -1,0 +1,35 @@
+"""Frontend: the only package that reads skrub internals (skrub >=0.11,<0.12)."""
+
+from .skrub_dataops import (
+    ASK_APPLY_ANCESTOR,
+    ChoiceMatchOp,
+    ChoiceOp,
+    NumericChoiceOp,
+    SkrubOp,
+    ValueOp,
+    as_data_op,
+    check_environment,
+    eval_environment,
+    find_scoring,
+    fit_environment,
+    learner_modes,
+    to_plan,
+    with_choices_set,
+)
+
+__all__ = [
+    "ASK_APPLY_ANCESTOR",
+    "ChoiceMatchOp",
+    "ChoiceOp",
+    "NumericChoiceOp",
+    "SkrubOp",
+    "ValueOp",
+    "as_data_op",
+    "check_environment",
+    "eval_environment",
+    "find_scoring",
+    "fit_environment",
+    "learner_modes",
+    "to_plan",
+    "with_choices_set",
+]

@@ -1,0 +1,625 @@
+"""skrub DataOps -> stratumlite plan. The only module that reads skrub internals.
+
+Conversion
+----------
+Every ``DataOp`` node becomes one plan :class:`~stratumlite.plan.Node` whose
+operator is a :class:`SkrubOp`: the node's class, its metadata (name, is_X,
+is_y, ...) and one *template* per field (see :mod:`.templates`) in which each
+DataOp, choice or choice-match is an ``InputRef`` to an input node. Choices
+become :class:`ChoiceOp` nodes whose inputs are their outcomes (plain outcomes
+become :class:`~stratumlite.plan.Const` or :class:`ValueOp` nodes), numeric
+choices :class:`NumericChoiceOp`, ``choice.match(...)`` :class:`ChoiceMatchOp`.
+
+The walk is iterative (plans may be 10,000 nodes deep) and never modifies the
+user's DataOp.
+
+Semantics: reuse skrub's, own the rest
+--------------------------------------
+To compute a node, :class:`SkrubOp` makes a *private copy* of the skrub node
+whose fields are the templates, and drives skrub's own ``eval`` generator (or
+``compute``) on it, answering each request from the plan's inputs. A node's
+value is therefore skrub's by construction. Fitted state (an ``Apply``'s
+``estimator_``, a ``Concat``'s output columns, a ``freeze_after_fit`` value)
+lands on the private copy, which the caller keeps in ``ctx.state`` under the
+node's lineage key — never on the user's graph.
+"""
+
+from __future__ import annotations
+
+import copy
+import traceback
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import skrub
+from sklearn.base import BaseEstimator
+
+from ..canonical import fingerprint, tokenize
+from ..errors import MissingVariableError, NotFittedError, PlanError, UnsupportedVersionError
+from ..plan import Const, Need, Node, Operator, Plan
+from .templates import EstimatorTemplate, InputRef, is_static, resolve, token_form
+
+SUPPORTED_SKRUB = ((0, 11), (0, 12))  # [min, max)
+
+
+def _check_skrub_version(version: str) -> None:
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    low, high = SUPPORTED_SKRUB
+    if not (low <= parts < high):
+        raise UnsupportedVersionError(
+            f"stratumlite supports skrub >={low[0]}.{low[1]},<{high[0]}.{high[1]}; "
+            f"skrub {version} is installed. Install a supported version with "
+            f"`pip install 'skrub>={low[0]}.{low[1]},<{high[0]}.{high[1]}'`."
+        )
+
+
+_check_skrub_version(skrub.__version__)
+
+# skrub internals: imported here and nowhere else in stratumlite.
+from skrub._data_ops import _choosing, _data_ops, _evaluation  # noqa: E402
+from skrub._data_ops._data_ops import DataOp, UninitializedVariable  # noqa: E402
+from skrub._data_ops._evaluation import HasRunningApplyAncestor  # noqa: E402
+from skrub._data_ops._utils import NULL, X_NAME, Y_NAME  # noqa: E402
+
+# Node classes that keep fitted state on themselves between fit and predict.
+_STATEFUL = {"Apply", "Concat", "FreezeAfterFit"}
+_META_ATTRS = ("name", "uuid", "is_X", "is_y", "description", "_creation_stack", "checked")
+_NON_SEMANTIC_ESTIMATOR = ("n_jobs", "verbose", "verbosity", "num_threads", "nthread")
+
+
+@dataclass(frozen=True, slots=True)
+class AskApplyAncestor:
+    """Request to the runtime: is an estimator node waiting for my result?"""
+
+
+ASK_APPLY_ANCESTOR = AskApplyAncestor()
+
+
+def describe_impl(impl_repr: str) -> str:
+    return impl_repr.splitlines()[0].strip().removeprefix("<").removesuffix(">")
+
+
+class SkrubOp(Operator):
+    """Evaluates one skrub DataOp node by driving skrub's logic on a private copy."""
+
+    def __init__(self, impl, templates: dict[str, Any], token: str, label: str):
+        cls = type(impl)
+        meta = {a: getattr(impl, a, None) for a in _META_ATTRS}
+        if meta["_creation_stack"]:
+            meta["_creation_stack"] = list(meta["_creation_stack"])[-1:]
+        object.__setattr__(self, "cls", cls)
+        object.__setattr__(self, "meta", meta)
+        object.__setattr__(self, "templates", templates)
+        object.__setattr__(self, "static", {k: is_static(v) for k, v in templates.items()})
+        object.__setattr__(self, "kind", cls.__name__)
+        object.__setattr__(self, "token", token)
+        object.__setattr__(self, "label", label)
+        object.__setattr__(self, "reusable", not _has_unseeded_randomness(templates))
+
+    # --- information -----------------------------------------------------
+    @property
+    def node_class(self) -> str:
+        return self.cls.__name__
+
+    def is_source(self) -> bool:
+        return self.cls is _data_ops.Var or self.cls is _data_ops.Value
+
+    def is_estimator(self) -> bool:
+        return self.cls.__name__ in _STATEFUL
+
+    def is_model_step(self) -> bool:
+        return self.cls is _data_ops.Apply
+
+    @property
+    def var_name(self) -> str | None:
+        return self.templates.get("name") if self.cls is _data_ops.Var else None
+
+    def creation_line(self) -> str:
+        stack = self.meta.get("_creation_stack")
+        if not stack:
+            return ""
+        line = traceback.format_list(stack[-1:])[0]
+        return line.strip().splitlines()[0]
+
+    def summary(self) -> dict[str, Any]:
+        out = {"class": self.cls.__name__}
+        for flag in ("name", "description"):
+            if self.meta.get(flag) is not None:
+                out[flag] = self.meta[flag]
+        if self.meta.get("is_X"):
+            out["is_X"] = True
+        if self.meta.get("is_y"):
+            out["is_y"] = True
+        return out
+
+    # --- evaluation ------------------------------------------------------
+    def _private_copy(self):
+        impl = object.__new__(self.cls)
+        d = impl.__dict__
+        d.update(self.templates)
+        d.update(self.meta)
+        d["results"], d["errors"], d["metadata"] = {}, {}, {}
+        return impl
+
+    def env_override(self, environment: dict) -> tuple[bool, Any]:
+        """skrub's rule for values injected through the environment."""
+        meta = self.meta
+        if not environment:
+            return False, None
+        if meta["is_X"] and X_NAME in environment:
+            return True, environment[X_NAME]
+        if meta["is_y"] and Y_NAME in environment:
+            return True, environment[Y_NAME]
+        if meta["uuid"] in environment:
+            return True, environment[meta["uuid"]]
+        name = meta["name"]
+        if name is not None and self.cls is not _data_ops.Var and name in environment:
+            return True, environment[name]
+        return False, None
+
+    def evaluate(self, ctx):
+        found, value = self.env_override(ctx.environment)
+        if found:
+            return value
+        mode = ctx.mode
+        fitting = mode == "preview" or "fit" in mode
+        stateful = self.is_estimator()
+        if stateful and not fitting:
+            try:
+                impl = ctx.state[ctx.node.key]
+            except KeyError:
+                raise NotFittedError(
+                    f"Node {self.label!r} has no fitted state: call fit() before "
+                    f"{mode}()."
+                ) from None
+        else:
+            impl = self._private_copy()
+        try:
+            if hasattr(impl, "eval"):
+                result = yield from self._drive(impl.eval(mode=mode, environment=ctx.environment))
+            else:
+                fields = {}
+                for name in self.cls._fields:
+                    t = self.templates[name]
+                    fields[name] = t if self.static[name] else (yield from resolve(t))
+                result = impl.compute(SimpleNamespace(**fields), mode=mode,
+                                      environment=ctx.environment)
+        except UninitializedVariable as e:
+            name = e.args[0] if e.args else self.var_name
+            raise MissingVariableError(
+                name,
+                f"No value for variable {name!r}: pass it in the environment, e.g. "
+                f"{{{name!r}: ...}}, or create it with "
+                f"skrub.var({name!r}, value=..., becomes_default=True).",
+            ) from None
+        if stateful and fitting:
+            ctx.state[ctx.node.key] = impl
+        return result
+
+    def _drive(self, gen):
+        value = None
+        while True:
+            try:
+                request = gen.send(value)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(request, HasRunningApplyAncestor):
+                value = yield ASK_APPLY_ANCESTOR
+            else:
+                value = yield from resolve(request)
+
+
+class ValueOp(Operator):
+    """A lifted literal that contains choices or DataOps (e.g. a choice outcome
+    ``Ridge(alpha=choose_float(...))``): resolves its template."""
+
+    def __init__(self, template: Any, token: str, label: str):
+        object.__setattr__(self, "template", template)
+        object.__setattr__(self, "kind", "value")
+        object.__setattr__(self, "token", token)
+        object.__setattr__(self, "label", label)
+        object.__setattr__(self, "reusable", not _has_unseeded_randomness(template))
+
+    def evaluate(self, ctx):
+        return (yield from resolve(self.template))
+
+
+class ChoiceOp(Operator):
+    """``choose_from`` / ``optional`` / ``choose_bool``: inputs are the outcomes.
+
+    Evaluated unexpanded, it takes the outcome skrub would take (the value
+    named in the environment, the default in preview, else the chosen or
+    default outcome) and asks only for that input.
+    """
+
+    def __init__(self, choice, choice_id: int, display_name: str):
+        object.__setattr__(self, "choice_name", choice.name)
+        object.__setattr__(self, "choice_id", choice_id)
+        object.__setattr__(self, "display_name", display_name)
+        object.__setattr__(self, "choice_type", type(choice).__name__)
+        names = choice.outcome_names
+        object.__setattr__(self, "outcome_names", None if names is None else list(names))
+        object.__setattr__(self, "outcome_labels", [
+            names[i] if names is not None else _short(o) for i, o in enumerate(choice.outcomes)
+        ])
+        object.__setattr__(self, "outcome_values", list(choice.outcomes))
+        object.__setattr__(self, "chosen_idx", choice.chosen_outcome_idx)
+        object.__setattr__(self, "kind", "choice")
+        object.__setattr__(self, "token", tokenize(
+            (choice_id, choice.name, self.outcome_names, choice.chosen_outcome_idx,
+             self.choice_type)))
+        label = f"{self.choice_type} {display_name!r}: " + " | ".join(self.outcome_labels)
+        object.__setattr__(self, "label", label)
+
+    def index_for(self, mode: str) -> int:
+        if mode == "preview":
+            return 0
+        return self.chosen_idx or 0
+
+    def evaluate(self, ctx):
+        env = ctx.environment
+        if self.choice_name is not None and env and self.choice_name in env:
+            return env[self.choice_name]
+        return (yield Need(self.index_for(ctx.mode)))
+
+    def summary(self):
+        return {"name": self.display_name, "outcomes": self.outcome_labels,
+                "type": self.choice_type}
+
+
+class NumericChoiceOp(Operator):
+    """``choose_float`` / ``choose_int`` (with or without ``n_steps``)."""
+
+    def __init__(self, choice, choice_id: int, display_name: str):
+        object.__setattr__(self, "choice", copy.copy(choice))
+        object.__setattr__(self, "choice_id", choice_id)
+        object.__setattr__(self, "choice_name", choice.name)
+        object.__setattr__(self, "display_name", display_name)
+        object.__setattr__(self, "kind", "numeric_choice")
+        fields = {k: v for k, v in vars(choice).items() if not k.startswith("_")}
+        fields.pop("grid", None)
+        object.__setattr__(self, "token", tokenize((choice_id, type(choice).__name__, fields)))
+        object.__setattr__(self, "label", f"{type(choice).__name__} {display_name!r}: {choice!r}")
+
+    def evaluate(self, ctx):
+        env = ctx.environment
+        if self.choice_name is not None and env and self.choice_name in env:
+            return env[self.choice_name]
+        if ctx.mode == "preview":
+            return self.choice.default()
+        return self.choice.chosen_outcome_or_default()
+        yield
+
+    def summary(self):
+        return {"name": self.display_name, "range": repr(self.choice)}
+
+
+class ChoiceMatchOp(Operator):
+    """``choice.match({...})``: input 0 is the choice, then one input per key."""
+
+    def __init__(self, keys: list, token: str):
+        object.__setattr__(self, "keys", list(keys))
+        object.__setattr__(self, "kind", "choice_match")
+        object.__setattr__(self, "token", token)
+        object.__setattr__(self, "label", "Match " + ", ".join(_short(k) for k in keys))
+
+    def evaluate(self, ctx):
+        outcome = yield Need(0)
+        try:
+            position = self.keys.index(outcome)
+        except ValueError:
+            raise KeyError(outcome) from None
+        return (yield Need(1 + position))
+
+
+def _short(obj: Any, width: int = 30) -> str:
+    if isinstance(obj, BaseEstimator):
+        text = type(obj).__name__
+    elif isinstance(obj, DataOp):
+        text = describe_impl(repr(obj._skrub_impl))
+    else:
+        text = repr(obj)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _has_unseeded_randomness(template: Any) -> bool:
+    t = type(template)
+    if t is EstimatorTemplate:
+        template = template.estimator
+        t = type(template)
+    if isinstance(template, BaseEstimator):
+        try:
+            params = template.get_params(deep=True)
+        except Exception:
+            return True
+        return "random_state" in params and params["random_state"] is None
+    if t in (list, tuple, set, frozenset):
+        return any(_has_unseeded_randomness(x) for x in template)
+    if t is dict:
+        return any(_has_unseeded_randomness(x) for x in template.values())
+    return False
+
+
+# --------------------------------------------------------------------------
+# conversion
+
+
+def _is_dynamic(obj) -> bool:
+    return isinstance(obj, (DataOp, _choosing.BaseChoice, _choosing.Match))
+
+
+def _scan(value, out: list, memo: dict) -> bool:
+    """Append DataOps/choices found in ``value`` to ``out``; return True if any."""
+    t = type(value)
+    if _is_dynamic(value):
+        out.append(value)
+        return True
+    if t in (list, tuple, set, frozenset):
+        found = False
+        for x in value:
+            found |= _scan(x, out, memo)
+        return found
+    if t is dict:
+        found = False
+        for x in value.values():
+            found |= _scan(x, out, memo)
+        return found
+    if t is slice:
+        return any([_scan(x, out, memo) for x in (value.start, value.stop, value.step)])
+    if isinstance(value, BaseEstimator):
+        key = id(value)
+        if key in memo:
+            if memo[key]:
+                _scan_params(value, out, memo)
+            return memo[key]
+        memo[key] = False
+        found = _scan_params(value, out, memo)
+        memo[key] = found
+        return found
+    return False
+
+
+def _scan_params(est, out, memo) -> bool:
+    try:
+        params = est.get_params(deep=False)
+    except Exception:
+        return False
+    found = False
+    for v in params.values():
+        found |= _scan(v, out, memo)
+    return found
+
+
+class _Converter:
+    def __init__(self, root):
+        self.root = root
+        self.nodes: dict[int, Node] = {}  # id(DataOp | choice | match) -> Node
+        self.scan_memo: dict[int, bool] = {}
+        self._keep_alive: list = []
+        graph = _evaluation.choice_graph(root, check_Xy=False)
+        self.choice_ids = {id(c): i for i, c in graph["choices"].items()}
+        self.choice_names = graph["choice_display_names"]
+
+    # dependencies of an object, in field order
+    def deps(self, obj) -> list:
+        out: list = []
+        if isinstance(obj, DataOp):
+            impl = obj._skrub_impl
+            for f in impl._fields:
+                _scan(getattr(impl, f), out, self.scan_memo)
+        elif isinstance(obj, _choosing.Match):
+            out.append(obj.choice)
+            for v in obj.outcome_mapping.values():
+                _scan(v, out, self.scan_memo)
+        elif isinstance(obj, _choosing.Choice):
+            for o in obj.outcomes:
+                _scan(o, out, self.scan_memo)
+        return out
+
+    def run(self) -> Node:
+        # iterative post-order over DataOps / choices / matches
+        stack = [(self.root, None)]
+        visiting: set[int] = set()
+        while stack:
+            obj, deps = stack[-1]
+            oid = id(obj)
+            if oid in self.nodes:
+                stack.pop()
+                continue
+            if deps is None:
+                if oid in visiting:
+                    raise PlanError(
+                        "The DataOp contains a circular reference; plans must be acyclic."
+                    )
+                visiting.add(oid)
+                deps = self.deps(obj)
+                stack[-1] = (obj, deps)
+            pending = [d for d in deps if id(d) not in self.nodes]
+            if pending:
+                for d in reversed(pending):
+                    if id(d) in visiting:
+                        raise PlanError(
+                            f"Circular reference found at {_short(d)}: plans must be acyclic."
+                        )
+                    stack.append((d, None))
+                continue
+            stack.pop()
+            visiting.discard(oid)
+            self._keep_alive.append(obj)
+            self.nodes[oid] = self.build(obj)
+        return self.nodes[id(self.root)]
+
+    # lifting a field value into a template + the inputs it references
+    def lift(self, value, inputs: list[Node], index: dict[int, int]):
+        t = type(value)
+        if _is_dynamic(value):
+            node = self.nodes[id(value)]
+            pos = index.get(id(node))
+            if pos is None:
+                pos = index[id(node)] = len(inputs)
+                inputs.append(node)
+            return InputRef(pos)
+        if t in (list, tuple, set, frozenset):
+            return t(self.lift(x, inputs, index) for x in value)
+        if t is dict:
+            return {k: self.lift(v, inputs, index) for k, v in value.items()}
+        if t is slice:
+            return slice(self.lift(value.start, inputs, index),
+                         self.lift(value.stop, inputs, index),
+                         self.lift(value.step, inputs, index))
+        if isinstance(value, BaseEstimator) and self.scan_memo.get(id(value)):
+            params = value.get_params(deep=False)
+            dyn = {}
+            for k, v in params.items():
+                probe: list = []
+                if _scan(v, probe, self.scan_memo):
+                    dyn[k] = self.lift(v, inputs, index)
+            return EstimatorTemplate(value, dyn)
+        return value
+
+    def lifted_node(self, value) -> Node:
+        """A node for a choice outcome / match target."""
+        if _is_dynamic(value):
+            return self.nodes[id(value)]
+        inputs: list[Node] = []
+        template = self.lift(value, inputs, {})
+        if not inputs and not isinstance(template, EstimatorTemplate):
+            return Node(Const(value))
+        token = tokenize(token_form(template))
+        return Node(ValueOp(template, token, f"Value {_short(value)}"), tuple(inputs))
+
+    def build(self, obj) -> Node:
+        if isinstance(obj, _choosing.Match):
+            choice_node = self.nodes[id(obj.choice)]
+            targets = [self.lifted_node(v) for v in obj.outcome_mapping.values()]
+            keys = list(obj.outcome_mapping.keys())
+            op = ChoiceMatchOp(keys, tokenize(("match", keys)))
+            return Node(op, (choice_node, *targets))
+        if isinstance(obj, _choosing.BaseChoice):
+            cid = self.choice_ids[id(obj)]
+            name = self.choice_names[cid]
+            if isinstance(obj, _choosing.Choice):
+                outcomes = tuple(self.lifted_node(o) for o in obj.outcomes)
+                return Node(ChoiceOp(obj, cid, name), outcomes, name=obj.name)
+            return Node(NumericChoiceOp(obj, cid, name), (), name=obj.name)
+        impl = obj._skrub_impl
+        inputs: list[Node] = []
+        index: dict[int, int] = {}
+        templates = {}
+        for f in impl._fields:
+            templates[f] = self.lift(getattr(impl, f), inputs, index)
+        token = self.token(impl, templates)
+        label = describe_impl(repr(impl))
+        return Node(SkrubOp(impl, templates, token, label), tuple(inputs), name=impl.name)
+
+    def token(self, impl, templates) -> str:
+        cls = type(impl)
+        # The name is part of the key: a named node can be overridden by the
+        # environment ({name: value}), so two equal computations with different
+        # names are not interchangeable.
+        flags = (bool(impl.is_X), bool(impl.is_y), impl.name)
+        if cls is _data_ops.Var:
+            value = templates["value"]
+            data = None if value is NULL else fingerprint(value)
+            return tokenize(("Var", templates["name"], templates["becomes_default"], data))
+        form = {k: token_form(v) for k, v in templates.items()}
+        return tokenize((cls.__module__, cls.__qualname__, flags, form))
+
+
+def to_plan(data_op) -> Plan:
+    """Convert a skrub DataOp (or anything ``skrub.as_data_op`` accepts) to a plan.
+
+    >>> import skrub
+    >>> from stratumlite.frontend import to_plan
+    >>> a = skrub.var("a", 1)
+    >>> plan = to_plan(a + 1)
+    >>> [n.op.label for n in plan.nodes()]
+    ['Var a', 'BinOp: add']
+    """
+    if not isinstance(data_op, DataOp):
+        data_op = skrub.as_data_op(data_op)
+    converter = _Converter(data_op)
+    output = converter.run()
+    plan = Plan((output,))
+    nodes = plan.nodes()
+    choices = [n for n in nodes if isinstance(n.op, (ChoiceOp, NumericChoiceOp))]
+    x_nodes = [n for n in nodes if isinstance(n.op, SkrubOp) and n.op.meta.get("is_X")]
+    y_nodes = [n for n in nodes if isinstance(n.op, SkrubOp) and n.op.meta.get("is_y")]
+    return plan.with_outputs(
+        plan.outputs,
+        choices=choices,
+        X=x_nodes[0] if x_nodes else None,
+        y=y_nodes[0] if y_nodes else None,
+    )
+
+
+# --------------------------------------------------------------------------
+# environments and learner helpers (skrub's conventions, read from skrub)
+
+
+def as_data_op(obj):
+    """``obj`` as a skrub DataOp (raises a clear error for anything else)."""
+    if isinstance(obj, DataOp):
+        return obj
+    try:
+        return skrub.as_data_op(obj)
+    except Exception as e:  # pragma: no cover - skrub accepts almost anything
+        raise PlanError(f"Cannot turn {type(obj).__name__} into a skrub DataOp: {e}") from e
+
+
+def eval_environment(data_op, environment: dict | None) -> dict:
+    """The environment ``data_op.skb.eval(environment)`` evaluates with."""
+    from skrub._data_ops._skrub_namespace import _var_values_provided
+
+    if environment is not None and not hasattr(environment, "keys"):
+        raise TypeError(
+            "The `environment` should be None or a dictionary of input values, e.g. "
+            f"{{'X': df}}. Got an object of type {type(environment).__name__!r}."
+        )
+    if environment is None:
+        return data_op.skb._get_env()
+    _evaluation._check_environment(environment)
+    return {
+        **environment,
+        "_skrub_use_var_values": not _var_values_provided(data_op, environment),
+    }
+
+
+def fit_environment(data_op, keep_subsampling: bool = False) -> dict:
+    """The environment ``make_learner(fitted=True)`` fits on (variables' values)."""
+    from skrub._data_ops._subsampling import env_with_subsampling
+
+    return env_with_subsampling(data_op, data_op.skb._get_env(), keep_subsampling)
+
+
+def check_environment(environment) -> None:
+    if environment is not None:
+        _evaluation._check_environment(environment)
+
+
+def learner_modes(data_op) -> list[str]:
+    """Methods a learner built on ``data_op`` supports (as SkrubLearner)."""
+    from skrub._data_ops._evaluation import supported_modes
+
+    return list(supported_modes(data_op))
+
+
+def with_choices_set(data_op, choose):
+    """A clone of ``data_op`` whose choices are set as ``make_learner(choose=...)``
+    would set them (skrub resolves 'default', 'random(seed)', a RandomState or an
+    optuna trial)."""
+    learner = data_op.skb.make_learner(choose=choose)
+    return learner.data_op
+
+
+def find_scoring(data_op):
+    """The ``.skb.with_scoring`` node of ``data_op`` (or None)."""
+    from skrub._data_ops._evaluation import find_scoring_node
+
+    return find_scoring_node(data_op)
+
+
+def evaluate_static(obj, environment: dict | None = None):
+    """Evaluate a small structure that may hold choices (e.g. scorer specs)."""
+    return _evaluation.evaluate(obj, mode="fit_transform", environment=environment or {})

@@ -1,0 +1,170 @@
+"""The stratumlite learner: a plan plus the fitted state of its nodes.
+
+The learner never touches the user's DataOp: the plan was built from it once,
+and fitted state (the private copies of stateful nodes) lives in
+``learner.state_``, keyed by lineage key.
+
+>>> import skrub, stratumlite
+>>> from sklearn.linear_model import Ridge
+>>> import pandas as pd
+>>> df = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 2.0, 4.0, 6.0]})
+>>> data = skrub.var("data", df)
+>>> X = data[["x"]].skb.mark_as_X()
+>>> y = data["y"].skb.mark_as_y()
+>>> pred = X.skb.apply(Ridge(alpha=1e-9), y=y)
+>>> learner = stratumlite.make_learner(pred).fit({"data": df})
+>>> learner.predict({"data": df}).round(3).tolist()
+[0.0, 2.0, 4.0, 6.0]
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import cloudpickle
+
+from . import frontend
+from .errors import NotFittedError
+from .plan import Plan
+from .runtime.sequential import execute
+
+_FITTING = ("fit", "fit_transform")
+_PREDICT_LIKE = ("predict", "predict_proba", "decision_function", "transform", "score")
+
+
+class Learner:
+    """A learner over a DataOp's plan, with skrub's ``SkrubLearner`` interface.
+
+    Methods take an ``environment`` dict mapping variable names to values:
+    ``fit``, ``fit_transform``, ``transform``, ``predict``, ``predict_proba``,
+    ``decision_function``, ``score`` (the ones the final estimator supports).
+
+    Parameters
+    ----------
+    plan : Plan
+        The plan built by the frontend (see :func:`stratumlite.make_learner`).
+    modes : list of str
+        Supported methods.
+    scoring : object or None
+        Scorer specification from ``.skb.with_scoring`` (handled by search).
+    """
+
+    def __init__(self, plan: Plan, modes: list[str], scoring: Any = None,
+                 description: str = ""):
+        self.plan = plan
+        self.modes = list(modes)
+        self.scoring = scoring
+        self.description = description
+        self.state_: dict[str, Any] = {}
+        self._is_fitted = False
+
+    # --- sklearn-like introspection --------------------------------------
+    def __repr__(self) -> str:
+        status = "fitted" if self._is_fitted else "not fitted"
+        return f"<stratumlite Learner {self.description} ({status})>"
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self._is_fitted
+
+    @property
+    def classes_(self):
+        """``classes_`` of the final estimator (classification)."""
+        node = self.plan.output
+        impl = self.state_.get(node.key)
+        est = getattr(impl, "estimator_", None)
+        if est is None or not hasattr(est, "classes_"):
+            raise AttributeError("'Learner' object has no attribute 'classes_'")
+        return est.classes_
+
+    # --- evaluation -------------------------------------------------------
+    def _run(self, mode: str, environment: dict) -> Any:
+        if mode not in self.modes:
+            raise AttributeError(
+                f"This learner has no method {mode!r}: its final step supports "
+                f"{', '.join(self.modes)}."
+            )
+        frontend.check_environment(environment)
+        if mode not in _FITTING and not self._is_fitted:
+            raise NotFittedError(
+                f"This learner is not fitted yet: call fit(environment) before {mode}()."
+            )
+        env = dict(environment or {})
+        state = self.state_ if mode not in _FITTING else {}
+        (result,) = execute(self.plan.outputs, mode, env, state)
+        if mode in _FITTING:
+            self.state_ = state
+            self._is_fitted = True
+        return result
+
+    def fit(self, environment: dict) -> Learner:
+        """Fit every estimator of the plan on ``environment``; returns self."""
+        self._run("fit", environment)
+        return self
+
+    def fit_transform(self, environment: dict) -> Any:
+        return self._run("fit_transform", environment)
+
+    def transform(self, environment: dict) -> Any:
+        return self._run("transform", environment)
+
+    def predict(self, environment: dict) -> Any:
+        return self._run("predict", environment)
+
+    def predict_proba(self, environment: dict) -> Any:
+        return self._run("predict_proba", environment)
+
+    def decision_function(self, environment: dict) -> Any:
+        return self._run("decision_function", environment)
+
+    def score(self, environment: dict) -> Any:
+        """The final estimator's ``score`` on ``environment`` (skrub's score mode)."""
+        return self._run("score", environment)
+
+    # --- pickling (cloudpickle, so lambdas in the plan survive) -----------
+    def __getstate__(self):
+        payload = cloudpickle.dumps(
+            (self.plan, self.modes, self.scoring, self.description, self.state_,
+             self._is_fitted)
+        )
+        return {"payload": payload}
+
+    def __setstate__(self, state):
+        (self.plan, self.modes, self.scoring, self.description, self.state_,
+         self._is_fitted) = pickle.loads(state["payload"])
+
+
+def make_learner(data_op, *, fitted: bool = False, environment: dict | None = None,
+                 choose: Any = "default", keep_subsampling: bool = False) -> Learner:
+    """Build a :class:`Learner` for ``data_op`` (like ``.skb.make_learner``).
+
+    Parameters
+    ----------
+    data_op : skrub DataOp
+    fitted : bool
+        Fit right away, on ``environment`` or (if None) on the variables'
+        values.
+    environment : dict or None
+        Data to fit on when ``fitted=True``.
+    choose : 'default', 'random', 'random(seed)', RandomState or optuna trial
+        How choices are resolved (as in skrub).
+    keep_subsampling : bool
+        Fit on the subsample configured with ``.skb.subsample`` (``fitted=True``).
+
+    >>> import skrub, stratumlite
+    >>> x = skrub.var("x")
+    >>> learner = stratumlite.make_learner(x * 2)
+    >>> learner.fit_transform({"x": 21})
+    42
+    """
+    data_op = frontend.as_data_op(data_op)
+    if choose != "default":
+        data_op = frontend.with_choices_set(data_op, choose)
+    plan = frontend.to_plan(data_op)
+    label = plan.output.op.label
+    learner = Learner(plan, frontend.learner_modes(data_op), description=label)
+    if fitted:
+        env = (frontend.fit_environment(data_op, keep_subsampling)
+               if environment is None else environment)
+        learner.fit(env)
+    return learner

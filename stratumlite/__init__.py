@@ -14,6 +14,7 @@ from .errors import (
     StratumliteError,
 )
 from .learner import Learner, make_learner
+from .search import ParamSearch, cross_validate, make_grid_search, make_randomized_search
 
 __version__ = "0.1.0"
 
@@ -27,4 +28,8 @@ __all__ = [
     "evaluate",
     "explain",
     "make_learner",
+    "ParamSearch",
+    "cross_validate",
+    "make_grid_search",
+    "make_randomized_search",
 ]

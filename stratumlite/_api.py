@@ -61,9 +61,9 @@ def explain(data_op, *, environment: dict | None = None, format: str = "text",
     title = "PLAN (as written)"
     dedupe = "id"
     if optimized:
-        from .optimizer import optimize
+        from .optimizer import OptimizerContext, optimize
 
-        result = optimize(plan)
+        result = optimize(plan, context=OptimizerContext(all_configurations=True))
         return render(result.plan, format=format, title="PLAN (optimized)",
                       dedupe="key", rewrites=result.log)
     return render(plan, format=format, title=title, dedupe=dedupe)

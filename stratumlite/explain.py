@@ -35,7 +35,7 @@ def plan_to_dict(plan: Plan, *, dedupe: str = "id", title: str = "",
         entry = {
             "id": number[ident(n)],
             "kind": n.op.kind,
-            "label": n.op.label,
+            "label": display_label(n),
             "key": n.key,
             "inputs": [number[ident(i)] for i in n.inputs],
             "consumers": consumers.get(ident(n), 0),
@@ -62,6 +62,22 @@ def plan_to_dict(plan: Plan, *, dedupe: str = "id", title: str = "",
     if rewrites is not None:
         out["rewrites"] = rewrites
     return out
+
+
+def display_label(node: Node) -> str:
+    """The operator label, naming the estimator an Apply really runs once its
+    choice is expanded (``Apply HistGradientBoostingRegressor``)."""
+    op = node.op
+    templates = getattr(op, "templates", None)
+    if op.kind == "Apply" and templates is not None:
+        est = templates.get("estimator")
+        index = getattr(est, "index", None)
+        if index is not None and index < len(node.inputs):
+            source = node.inputs[index].op
+            if source.kind in ("const", "value"):
+                name = source.label.split(" ", 1)[-1].split("(")[0]
+                return f"Apply {name}"
+    return op.label
 
 
 def _source_info(node: Node) -> dict:

@@ -108,6 +108,15 @@ class Operator:
         """True for operators that fit state (the learner keeps their fitted copy)."""
         return False
 
+    def needed_inputs(self, mode: str, inner: bool) -> frozenset[int] | None:
+        """Inputs the operator will request in ``mode`` (None: all). A hint for
+        schedulers that start inputs ahead of time; never a promise."""
+        return None
+
+    def reads_state_of(self) -> tuple[int, ...]:
+        """Indices of inputs whose fitted state this operator reads."""
+        return ()
+
     def is_model_step(self) -> bool:
         """True for estimator steps that switch to transform when another step
         consumes them (skrub's "running Apply ancestor" rule)."""
@@ -283,6 +292,49 @@ def replace_nodes(plan: Plan, rewrite: Callable[[Node], Node | None]) -> Plan:
     if all(a is b for a, b in zip(outputs, plan.outputs)):
         return plan
     return plan.with_outputs(outputs)
+
+
+def normalize_mode(mode: str, inner: bool, reads_mode: bool = False) -> str:
+    """The mode a node really runs in when an estimator consumes it (``inner``).
+
+    Under an estimator, skrub's ``fit`` and ``fit_transform`` compute the same
+    thing, and ``predict``/``predict_proba``/``decision_function``/``score``
+    become ``transform``. Not applied to nodes that read the mode name.
+
+    >>> normalize_mode("predict", inner=True), normalize_mode("predict", inner=False)
+    ('transform', 'predict')
+    """
+    if not inner or reads_mode:
+        return mode
+    if mode in ("fit", "fit_transform"):
+        return "fit_transform"
+    if mode in ("predict", "predict_proba", "decision_function", "score", "transform"):
+        return "transform"
+    return mode
+
+
+def live_nodes(outputs, mode: str) -> frozenset[str]:
+    """Keys of the nodes evaluating ``outputs`` in ``mode`` may read.
+
+    Follows each operator's ``needed_inputs`` (all inputs when it cannot
+    tell), propagating skrub's "inner estimator" context.
+    """
+    seen: set[tuple[str, bool]] = set()
+    live: set[str] = set()
+    stack = [(o, False) for o in outputs]
+    while stack:
+        node, inner = stack.pop()
+        if (node.key, inner) in seen:
+            continue
+        seen.add((node.key, inner))
+        live.add(node.key)
+        node_mode = normalize_mode(mode, inner)
+        needed = node.op.needed_inputs(node_mode, inner)
+        child_inner = inner or node.op.is_model_step()
+        indices = range(len(node.inputs)) if needed is None else needed
+        for i in indices:
+            stack.append((node.inputs[i], child_inner))
+    return frozenset(live)
 
 
 @dataclass

@@ -34,11 +34,19 @@ from typing import Any
 
 import skrub
 from sklearn.base import BaseEstimator
+from sklearn.base import clone as skl_clone
 
 from ..canonical import fingerprint, tokenize
 from ..errors import MissingVariableError, NotFittedError, PlanError, UnsupportedVersionError
 from ..plan import Const, Need, Node, Operator, Plan
-from .templates import EstimatorTemplate, InputRef, is_static, resolve, token_form
+from .templates import (
+    EstimatorTemplate,
+    InputRef,
+    input_refs,
+    is_static,
+    resolve,
+    token_form,
+)
 
 SUPPORTED_SKRUB = ((0, 11), (0, 12))  # [min, max)
 
@@ -74,6 +82,7 @@ class AskApplyAncestor:
 
 
 ASK_APPLY_ANCESTOR = AskApplyAncestor()
+_NO_FIELD = object()
 
 
 def describe_impl(impl_repr: str) -> str:
@@ -96,6 +105,7 @@ class SkrubOp(Operator):
         object.__setattr__(self, "token", token)
         object.__setattr__(self, "label", label)
         object.__setattr__(self, "reusable", not _has_unseeded_randomness(templates))
+        object.__setattr__(self, "field_inputs", {k: input_refs(v) for k, v in templates.items()})
 
     # --- information -----------------------------------------------------
     @property
@@ -110,6 +120,15 @@ class SkrubOp(Operator):
 
     def is_model_step(self) -> bool:
         return self.cls is _data_ops.Apply
+
+    def reads_state_of(self) -> tuple[int, ...]:
+        if self.cls is _data_ops.AppliedEstimator:
+            return tuple(self.field_inputs["target"])
+        return ()
+
+    def reads_mode(self) -> bool:
+        """True when the node's value depends on the mode name itself."""
+        return self.cls.__name__ == "EvalMode"
 
     @property
     def var_name(self) -> str | None:
@@ -134,6 +153,36 @@ class SkrubOp(Operator):
         return out
 
     # --- evaluation ------------------------------------------------------
+    def needed_inputs(self, mode: str, inner: bool) -> frozenset[int] | None:
+        """Inputs this node will ask for in ``mode`` (None: all of them).
+
+        Static knowledge used by the parallel scheduler to start inputs early;
+        a node that asks for more is simply restarted once it is available.
+        """
+        name = self.cls.__name__
+        fitting = mode == "preview" or "fit" in mode
+        if name == "Apply":
+            if fitting:
+                fields = ["X", "estimator", "cols", "exclude_cols", "no_wrap",
+                          "allow_reject", "kwargs", "no_cache"]
+                if not (self.static["unsupervised"] and self.templates["unsupervised"]):
+                    fields.append("y")
+            else:
+                fields = ["X", "kwargs", "no_cache"]
+                if mode == "score" and not inner:
+                    fields.append("y")
+        elif name == "IfElse":
+            fields = ["condition"]
+        elif name == "Match":
+            fields = ["query"]
+        elif name == "FreezeAfterFit":
+            fields = ["target"] if fitting else []
+        elif name == "AppliedEstimator":
+            fields = ["target"]
+        else:
+            return None
+        return frozenset().union(*(self.field_inputs[f] for f in fields))
+
     def _private_copy(self):
         impl = object.__new__(self.cls)
         d = impl.__dict__
@@ -163,6 +212,18 @@ class SkrubOp(Operator):
         if found:
             return value
         mode = ctx.mode
+        if self.cls is _data_ops.AppliedEstimator:
+            # skrub reads the fitted estimator off the user's graph; we read it
+            # from the fitted private copy of the target node.
+            (index,) = self.field_inputs["target"]
+            yield Need(index)
+            target = ctx.node.inputs[index]
+            try:
+                return ctx.state[target.key].estimator_
+            except (KeyError, AttributeError):
+                raise NotFittedError(
+                    f"{self.label}: the estimator of {target.op.label!r} is not fitted."
+                ) from None
         fitting = mode == "preview" or "fit" in mode
         stateful = self.is_estimator()
         if stateful and not fitting:
@@ -177,7 +238,8 @@ class SkrubOp(Operator):
             impl = self._private_copy()
         try:
             if hasattr(impl, "eval"):
-                result = yield from self._drive(impl.eval(mode=mode, environment=ctx.environment))
+                result = yield from self._drive(
+                    impl.eval(mode=mode, environment=ctx.environment), impl)
             else:
                 fields = {}
                 for name in self.cls._fields:
@@ -197,8 +259,9 @@ class SkrubOp(Operator):
             ctx.state[ctx.node.key] = impl
         return result
 
-    def _drive(self, gen):
+    def _drive(self, gen, impl):
         value = None
+        estimator_field = impl.__dict__.get("estimator", _NO_FIELD)
         while True:
             try:
                 request = gen.send(value)
@@ -208,6 +271,11 @@ class SkrubOp(Operator):
                 value = yield ASK_APPLY_ANCESTOR
             else:
                 value = yield from resolve(request)
+                if request is estimator_field and isinstance(value, BaseEstimator):
+                    # An estimator reaching an Apply through an input (a choice
+                    # outcome) is shared by every consumer of that input: fit a
+                    # private clone, as skrub clones at each evaluation.
+                    value = skl_clone(value)
 
 
 class ValueOp(Operator):
@@ -251,6 +319,9 @@ class ChoiceOp(Operator):
              self.choice_type)))
         label = f"{self.choice_type} {display_name!r}: " + " | ".join(self.outcome_labels)
         object.__setattr__(self, "label", label)
+
+    def needed_inputs(self, mode: str, inner: bool) -> frozenset[int] | None:
+        return frozenset((self.index_for(mode),))
 
     def index_for(self, mode: str) -> int:
         if mode == "preview":
@@ -303,6 +374,9 @@ class ChoiceMatchOp(Operator):
         object.__setattr__(self, "kind", "choice_match")
         object.__setattr__(self, "token", token)
         object.__setattr__(self, "label", "Match " + ", ".join(_short(k) for k in keys))
+
+    def needed_inputs(self, mode: str, inner: bool) -> frozenset[int] | None:
+        return frozenset((0,))
 
     def evaluate(self, ctx):
         outcome = yield Need(0)
@@ -484,7 +558,7 @@ class _Converter:
             return self.nodes[id(value)]
         inputs: list[Node] = []
         template = self.lift(value, inputs, {})
-        if not inputs and not isinstance(template, EstimatorTemplate):
+        if not inputs and is_static(template):
             return Node(Const(value))
         token = tokenize(token_form(template))
         return Node(ValueOp(template, token, f"Value {_short(value)}"), tuple(inputs))
@@ -535,7 +609,7 @@ def to_plan(data_op) -> Plan:
     >>> a = skrub.var("a", 1)
     >>> plan = to_plan(a + 1)
     >>> [n.op.label for n in plan.nodes()]
-    ['Var a', 'BinOp: add']
+    ["Var 'a'", 'BinOp: add']
     """
     if not isinstance(data_op, DataOp):
         data_op = skrub.as_data_op(data_op)
@@ -549,9 +623,33 @@ def to_plan(data_op) -> Plan:
     return plan.with_outputs(
         plan.outputs,
         choices=choices,
+        grid=_grid(data_op) if choices else [],
         X=x_nodes[0] if x_nodes else None,
         y=y_nodes[0] if y_nodes else None,
     )
+
+
+def _grid(data_op) -> list[dict[int, list]]:
+    """skrub's parameter grid, with every value list made explicit.
+
+    Numeric ranges without ``n_steps`` cannot be enumerated: they keep their
+    chosen or default value (a grid search refuses them, as skrub does).
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grid = _evaluation.param_grid(data_op)
+    out = []
+    for sub in grid:
+        explicit = {}
+        for k, v in sub.items():
+            if isinstance(v, _choosing.NumericChoice):
+                explicit[k] = [v.chosen_outcome_or_default()]
+            else:
+                explicit[k] = list(v)
+        out.append(explicit)
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -623,3 +721,10 @@ def find_scoring(data_op):
 def evaluate_static(obj, environment: dict | None = None):
     """Evaluate a small structure that may hold choices (e.g. scorer specs)."""
     return _evaluation.evaluate(obj, mode="fit_transform", environment=environment or {})
+
+
+def check_grid_search_possible(data_op) -> None:
+    """Refuse continuous numeric ranges in a grid search (as skrub does)."""
+    from skrub._data_ops._skrub_namespace import _check_grid_search_possible
+
+    _check_grid_search_possible(data_op)

@@ -108,3 +108,20 @@ def token_form(template: Any) -> Any:
         return ("slice", token_form(template.start), token_form(template.stop),
                 token_form(template.step))
     return template
+
+
+def input_refs(template: Any) -> frozenset[int]:
+    """Indices of the inputs a template refers to."""
+    t = type(template)
+    if t is InputRef:
+        return frozenset((template.index,))
+    if t is EstimatorTemplate:
+        return input_refs(template.params)
+    if t in _SEQ:
+        return frozenset().union(*(input_refs(x) for x in template)) if template else frozenset()
+    if t is dict:
+        vals = list(template.values())
+        return frozenset().union(*(input_refs(x) for x in vals)) if vals else frozenset()
+    if t is slice:
+        return input_refs((template.start, template.stop, template.step))
+    return frozenset()

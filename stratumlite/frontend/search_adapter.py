@@ -1,0 +1,243 @@
+"""scikit-learn / skrub search plumbing (skrub internals live here, nowhere else).
+
+A stratumlite search computes every (configuration, fold) fit and prediction
+up front as one deduplicated task graph. It then lets scikit-learn's own
+``GridSearchCV`` / ``RandomizedSearchCV`` / ``cross_validate`` do the
+bookkeeping exactly as skrub does — candidates, scorers, ``error_score``,
+ranks, ``cv_results_``, refit — over :class:`PlanPipeline`, skrub's
+``_XyPipeline`` whose evaluation is answered by the stratumlite engine (from the
+precomputed results, or computed on demand). Results are skrub's by
+construction: same code computes them from the same values.
+
+To let the engine identify folds without hashing data, scikit-learn is given a
+proxy ``X``: a column of row numbers. ``PlanPipeline`` maps the rows it
+receives back to the real ``X`` with scikit-learn's own ``_safe_indexing``.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+
+import numpy as np
+from sklearn import model_selection
+from sklearn.base import clone
+from skrub._data_ops import _evaluation
+from skrub._data_ops._estimator import (
+    _SEARCH_FITTED_ATTRIBUTES,
+    _SKLEARN_SEARCH_FITTED_ATTRIBUTES_TO_COPY,
+    _BaseParamSearch,
+    _compute_cv_data,
+    _copy_attr,
+    _SharedDict,
+    _XyPipeline,
+    default_score,
+)
+from skrub._data_ops._evaluation import find_scoring_node
+from skrub._data_ops._utils import X_NAME, Y_NAME
+from skrub._data_ops._utils import unique_renaming
+
+__all__ = [
+    "PlanPipeline",
+    "SearchBase",
+    "X_NAME",
+    "Y_NAME",
+    "assignment_of",
+    "compute_cv_data",
+    "default_score",
+    "prepare_sklearn_search",
+    "shared",
+]
+
+
+class _Shared:
+    """Holder passed through scikit-learn's ``clone`` without being copied."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __sklearn_clone__(self):
+        return self
+
+    def __repr__(self):
+        return "<engine>"
+
+
+def shared(obj) -> _Shared:
+    return _Shared(obj)
+
+
+def assignment_of(data_op) -> dict[int, object]:
+    """The configuration set on ``data_op``: {choice id: outcome index or value}."""
+    return {k: v for k, v in _evaluation.get_params(data_op).items() if v is not None}
+
+
+def compute_cv_data(data_op, environment, cv):
+    """X, y and the splitter, exactly as skrub computes them for a search."""
+    return _compute_cv_data(data_op, environment, cv)
+
+
+class PlanPipeline(_XyPipeline):
+    """skrub's ``_XyPipeline`` evaluated by the stratumlite engine.
+
+    ``X`` is a proxy column of row numbers (see module docstring).
+    """
+
+    def __init__(self, data_op, environment, engine):
+        super().__init__(data_op, environment)
+        self.engine = engine
+
+    def _eval_in_mode(self, mode, X, y=None):
+        result = self.engine.obj.evaluate(self, mode, X, y)
+        self._set_is_fitted(mode)
+        return result
+
+    @property
+    def classes_(self):
+        return self.engine.obj.classes(self)
+
+    def _score(self, X, y=None, cast_to_float=True, return_predictions=False):
+        # skrub's _XyPipeline._score, with the caching estimator evaluated by
+        # the engine rather than by skrub.
+        score_node = find_scoring_node(self.data_op)
+        if score_node is None:
+            result = self._eval_in_mode("score", X, y)
+            return (result, {}) if return_predictions else result
+        env = self._get_env(X, y)
+        scorers = _evaluation.evaluate(
+            score_node._skrub_impl.scorers, mode="fit_transform",
+            environment=env, ancestor_data_op=self.data_op,
+        )
+        all_scores = []
+        caching = _CachingPlanPipeline(self.data_op, self.environment, self.engine,
+                                       X_id=id(X), cache={})
+        caching._is_fitted = getattr(self, "_is_fitted", False)
+        caching._sl_fit = getattr(self, "_sl_fit", None)
+        for scorer_info in scorers:
+            scorer = self._prepare_scorer(scorer_info["scoring"], scorer_info["kwargs"])
+            scorer_output = scorer(caching, X, y)
+            all_scores.extend(self._process_scores(scorer_info, scorer_output))
+        rename = unique_renaming()
+        result = {rename(name): score for name, score in all_scores}
+        if cast_to_float and len(result) == 1 and not return_predictions:
+            return next(iter(result.values()))
+        return (result, caching.cache) if return_predictions else result
+
+
+class _CachingPlanPipeline(PlanPipeline):
+    def __init__(self, data_op, environment, engine, X_id=None, cache=None):
+        super().__init__(data_op, environment, engine)
+        self.X_id = X_id
+        self.cache = cache
+
+    def _eval_in_mode(self, mode, X, y=None):
+        if y is not None or id(X) != self.X_id:
+            return super()._eval_in_mode(mode, X, y=y)
+        if mode not in self.cache:
+            self.cache[mode] = super()._eval_in_mode(mode, X, y=y)
+        return self.cache[mode]
+
+    def _score(self, X, y=None, **kwargs):
+        return super()._eval_in_mode("score", X, y=y)
+
+
+class _FixedCandidates:
+    """Mixin: evaluate a precomputed candidate list (so sampling happens once)."""
+
+    def _run_search(self, evaluate_candidates):
+        evaluate_candidates(self._stratumlite_candidates)
+
+
+def prepare_sklearn_search(search, estimator, candidates, splits, grid):
+    """A clone of ``search`` (GridSearchCV/RandomizedSearchCV) that evaluates
+    ``candidates`` on ``splits`` with ``estimator``, in this process."""
+    search = clone(search)
+    base = type(search)
+    fixed = type(f"Stratumlite{base.__name__}", (_FixedCandidates, base), {})
+    params = search.get_params(deep=False)
+    params.update(estimator=estimator, cv=splits, n_jobs=None, pre_dispatch="1")
+    if "param_grid" in params:
+        params["param_grid"] = grid
+    else:
+        params["param_distributions"] = grid
+    new = fixed(**params)
+    new._stratumlite_candidates = candidates
+    if new.scoring is None:
+        new.scoring = default_score
+    return new
+
+
+def response_methods(scoring, estimator, data_op) -> set[str]:
+    """The estimator methods the scorers will call (to compute them ahead)."""
+    from sklearn.metrics import check_scoring
+
+    specs = []
+    score_node = find_scoring_node(data_op)
+    if scoring is None and score_node is not None:
+        try:
+            infos = _evaluation.evaluate(score_node._skrub_impl.scorers, mode="fit_transform",
+                                         environment={})
+            specs = [info["scoring"] for info in infos]
+        except Exception:
+            return {"predict"}
+    elif scoring is None:
+        return {"score"}
+    else:
+        specs = [scoring]
+    methods: set[str] = set()
+    for spec in specs:
+        if isinstance(spec, dict):
+            items = list(spec.values())
+        elif isinstance(spec, (list, tuple, set)):
+            items = list(spec)
+        else:
+            items = [spec]
+        for item in items:
+            try:
+                scorer = check_scoring(estimator, item) if not callable(item) or \
+                    isinstance(item, str) else item
+            except Exception:
+                scorer = item
+            rm = getattr(scorer, "_response_method", None)
+            if rm is None:
+                methods.add("predict")
+            elif isinstance(rm, str):
+                methods.add(rm)
+            else:
+                available = [m for m in rm if hasattr(estimator, m)]
+                methods.add(available[0] if available else rm[0])
+    return methods
+
+
+class SearchBase(_BaseParamSearch):
+    """skrub's result tables (``results_``, ``detailed_results_``,
+    ``plot_results``) for a stratumlite search object."""
+
+    _stratumlite_fitted = _SEARCH_FITTED_ATTRIBUTES
+
+    def _call_predictor_method(self, name, environment, **kwargs):
+        if not hasattr(self, "best_learner_"):
+            raise AttributeError(
+                "This parameter search was initialized with `refit=False`. "
+                f"{name} is available only after refitting on the best parameters."
+            )
+        return getattr(self.best_learner_, name)(environment, **kwargs)
+
+
+def copy_search_results(sk_search, target) -> None:
+    _copy_attr(sk_search, target, _SKLEARN_SEARCH_FITTED_ATTRIBUTES_TO_COPY)
+
+
+def cross_validate_sklearn(estimator, X, y, splits, kwargs):
+    return model_selection.cross_validate(estimator, X, y, cv=splits, **kwargs)
+
+
+def row_proxy(n: int) -> np.ndarray:
+    """The proxy X given to scikit-learn: row numbers, one column."""
+    return np.arange(n).reshape(-1, 1)
+
+
+_ = (copy, partial, _SharedDict)

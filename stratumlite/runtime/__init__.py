@@ -1,0 +1,1 @@
+"""The runtime: tasks, the DAG scheduler, executors, sessions (and kernels)."""

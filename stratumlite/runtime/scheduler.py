@@ -1,0 +1,371 @@
+"""The DAG scheduler: runs bound tasks as soon as their inputs exist.
+
+Design (after dask's ``local.py``)
+----------------------------------
+One blocking loop around small state transitions. The executor is injected:
+threads (default), a synchronous executor (debugging, ``executor="sequential"``)
+and others are thin adapters with ``submit(fn, *args) -> Future``. Workers
+report completion through ``Future.add_done_callback`` into a queue; the loop
+blocks on that queue, never polls.
+
+State (:class:`_RunState`):
+
+``waiting``     task key -> keys of the tasks it still waits for
+``dependents``  task key -> keys of the tasks waiting for it
+``ready``       heap of (static order, key): runnable tasks, deterministic ties
+``running``     number of tasks submitted and not finished
+``refs``        task key -> number of unfinished readers; an intermediate's
+                value is released when it reaches 0 (requested outputs are
+                kept) — the buffer pool's first rule
+``order``       static order: the order tasks were discovered (depth first,
+                inputs before consumers)
+
+Transitions: :meth:`Scheduler._add` (discover a task and its inputs, without
+recursion), :meth:`_launch` (ready -> running, with a thread budget),
+:meth:`_finish` (store the value and fitted state, release inputs, make
+dependents ready), :meth:`_fail` (propagate an error to every dependent).
+
+Inputs a node needs are known statically for most operators
+(``needed_inputs``); an operator that asks for an input it was not given (an
+``if_else`` branch, say) returns :class:`~.tasks.Missing`, the scheduler adds
+that input and runs the task again once it is there.
+
+Thread budget: a task launched while ``k`` tasks are running or ready gets
+``max(1, cores // k)`` threads (BLAS/OpenMP via threadpoolctl, numba); one big
+node alone gets every core. The total never exceeds the cores.
+
+Worked example: a search over two models after one shared scaler, two folds::
+
+    scaler(fold0) ─┬─ ridge(fold0)        scaler(fold1) ─┬─ ridge(fold1)
+                   └─ hgb(fold0)                         └─ hgb(fold1)
+
+The scaler tasks are discovered once per fold (same task key for both models),
+run first on both workers, then the four model fits run two at a time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import queue
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import StratumliteError
+from .tasks import Binding, Done, Missing, Task, normalize_mode, run_task
+
+
+@dataclass
+class TaskRecord:
+    """What happened to one task (explain analyze, lineage, benchmarks)."""
+
+    task: Task
+    seconds: float = 0.0
+    threads: int = 1
+    status: str = "computed"  # computed | hit | failed
+    start: float = 0.0
+    end: float = 0.0
+    attempts: int = 0
+
+
+class SyncExecutor:
+    """Runs each submitted function immediately, in the calling thread."""
+
+    def submit(self, fn, *args) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - delivered through the future
+            fut.set_exception(e)
+        return fut
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def _with_budget(threads: int, fn, *args):
+    """Run ``fn`` with BLAS/OpenMP and numba limited to ``threads`` threads."""
+    from threadpoolctl import threadpool_limits
+
+    numba_set = None
+    try:
+        import numba
+
+        numba_set = numba.set_num_threads
+        previous = numba.get_num_threads()
+        numba_set(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except Exception:  # pragma: no cover - numba not usable
+        numba_set = None
+    try:
+        with threadpool_limits(limits=threads):
+            return fn(*args)
+    finally:
+        if numba_set is not None:
+            numba_set(previous)
+
+
+@dataclass
+class _RunState:
+    waiting: dict[str, set[str]] = field(default_factory=dict)
+    dependents: dict[str, set[str]] = field(default_factory=dict)
+    ready: list[tuple[int, str]] = field(default_factory=list)
+    running: int = 0
+    refs: dict[str, int] = field(default_factory=dict)
+    order: dict[str, int] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    inputs: dict[str, dict[int, str]] = field(default_factory=dict)
+    state_deps: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    keep: set[str] = field(default_factory=set)
+    failed: dict[str, BaseException] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+
+
+class Scheduler:
+    """Runs tasks for a :class:`~stratumlite.runtime.session.Session`.
+
+    Parameters
+    ----------
+    values, states : dict
+        The session's stores: task key -> value, (binding key, node key) ->
+        fitted private copy. Values of requested tasks are added to ``values``.
+    executor : object with ``submit(fn, *args) -> Future``
+    cores : int
+        Thread budget shared by running tasks.
+    on_done : callable(TaskRecord) or None
+        Called in the scheduler thread after each task (progress, lineage).
+    """
+
+    def __init__(self, values: dict, states: dict, executor=None, cores: int | None = None,
+                 on_done: Callable[[TaskRecord, Any], None] | None = None,
+                 normalize: bool = True):
+        self.values = values
+        self.states = states
+        self.executor = executor or SyncExecutor()
+        self.cores = cores or os.cpu_count() or 1
+        self.on_done = on_done
+        self.normalize = normalize
+        self.records: list[TaskRecord] = []
+
+    # --- task derivation ---------------------------------------------------
+    def child(self, task: Task, index: int) -> Task:
+        node = task.node
+        inner = task.inner or node.op.is_model_step()
+        child_node = node.inputs[index]
+        return self.make(child_node, task.requested, task.binding, task.fit_binding, inner)
+
+    def make(self, node, requested: str, binding: Binding, fit_binding: Binding | None,
+             inner: bool) -> Task:
+        reads = getattr(node.op, "reads_mode", lambda: False)()
+        mode = normalize_mode(requested, inner, reads or not self.normalize)
+        fitting = mode == "preview" or "fit" in mode
+        return Task(node, mode, binding, None if fitting else fit_binding, inner,
+                    requested=requested)
+
+    def fit_task(self, task: Task, node) -> Task:
+        """The task whose completion provides ``node``'s fitted state for ``task``."""
+        inner = task.inner if node is task.node else True
+        return self.make(node, "fit", task.fit_binding, None, inner)
+
+    # --- running -------------------------------------------------------------
+    def run(self, roots: list[Task], raise_errors: bool = True) -> list[Any]:
+        """Compute ``roots``; returns their values (or exceptions if not raising)."""
+        st = _RunState()
+        for r in roots:
+            st.keep.add(r.key)
+        for r in roots:
+            self._add(st, r)
+        done_q: queue.Queue = queue.Queue()
+        while st.ready or st.running:
+            while st.ready:
+                self._launch(st, done_q)
+            if not st.running:
+                break
+            key, outcome, record = done_q.get()
+            st.running -= 1
+            self._complete(st, key, outcome, record)
+        results = []
+        for r in roots:
+            if r.key in self.values:
+                results.append(self.values[r.key])
+            else:
+                err = st.failed.get(r.key) or StratumliteError(
+                    f"task for {r.node.op.label} was not computed")
+                if raise_errors:
+                    raise err
+                results.append(err)
+        return results
+
+    def _add(self, st: _RunState, root: Task) -> None:
+        """Discover ``root`` and everything it needs (iterative DFS)."""
+        stack = [root]
+        while stack:
+            task = stack[-1]
+            key = task.key
+            if key in st.tasks or key in self.values:
+                stack.pop()
+                continue
+            pending_children = []
+            child_keys: dict[int, str] = {}
+            node = task.node
+            needed = node.op.needed_inputs(task.mode, task.inner)
+            indices = range(len(node.inputs)) if needed is None else sorted(needed)
+            for i in indices:
+                child = self.child(task, i)
+                child_keys[i] = child.key
+                if child.key not in st.tasks and child.key not in self.values:
+                    pending_children.append(child)
+            state_deps = self._state_deps(task)
+            for dep_task, _ in state_deps:
+                if dep_task.key not in st.tasks and dep_task.key not in self.values \
+                        and self._missing_state(dep_task):
+                    pending_children.append(dep_task)
+            if pending_children:
+                # register children first (post-order); a duplicate on the
+                # stack is skipped once registered
+                stack.extend(reversed(pending_children))
+                continue
+            stack.pop()
+            self._register(st, task, child_keys, state_deps)
+
+    def _state_deps(self, task: Task) -> list[tuple[Task, str]]:
+        """Fit tasks providing the fitted state ``task`` reads, if not present."""
+        deps = []
+        node = task.node
+        if not task.fitting and node.op.is_estimator():
+            deps.append((self.fit_task(task, node), node.key))
+        for i in node.op.reads_state_of():
+            target = node.inputs[i]
+            if not task.fitting:
+                deps.append((self.fit_task(task, target), target.key))
+        return deps
+
+    def _missing_state(self, fit_task: Task) -> bool:
+        return (fit_task.binding.key, fit_task.node.key) not in self.states
+
+    def _register(self, st: _RunState, task: Task, child_keys: dict[int, str],
+                  state_deps) -> None:
+        key = task.key
+        st.tasks[key] = task
+        st.order[key] = len(st.order)
+        st.inputs[key] = child_keys
+        waits = set()
+        for ck in child_keys.values():
+            if ck not in self.values:
+                waits.add(ck)
+            st.refs[ck] = st.refs.get(ck, 0) + 1
+        for dep_task, _ in state_deps:
+            if self._missing_state(dep_task) and dep_task.key in st.tasks:
+                waits.add(dep_task.key)
+        for w in waits:
+            st.dependents.setdefault(w, set()).add(key)
+        st.waiting[key] = {w for w in waits if w not in self.values and w not in st.failed}
+        failed = [w for w in waits if w in st.failed]
+        if failed:
+            self._fail(st, key, st.failed[failed[0]])
+        elif not st.waiting[key]:
+            heapq.heappush(st.ready, (st.order[key], key))
+
+    def _launch(self, st: _RunState, done_q: queue.Queue) -> None:
+        _, key = heapq.heappop(st.ready)
+        task = st.tasks[key]
+        inputs = {i: self.values[ck] for i, ck in st.inputs[key].items() if ck in self.values}
+        state = self._state_for(task)
+        busy = st.running + 1 + len(st.ready)
+        threads = max(1, self.cores // busy)
+        record = TaskRecord(task=task, threads=threads, start=time.perf_counter())
+        st.running += 1
+
+        def deliver(fut: Future, key=key, record=record):
+            record.end = time.perf_counter()
+            try:
+                outcome = fut.result()
+            except BaseException as e:  # noqa: BLE001
+                outcome = e
+            done_q.put((key, outcome, record))
+
+        fut = self.executor.submit(_with_budget, threads, run_task, task, inputs, state)
+        fut.add_done_callback(deliver)
+
+    def _state_for(self, task: Task) -> dict:
+        node = task.node
+        binding = task.state_binding()
+        if binding is None:
+            return {}
+        state = {}
+        for n in (node, *(node.inputs[i] for i in node.op.reads_state_of())):
+            s = self.states.get((binding.key, n.key))
+            if s is not None:
+                state[n.key] = s
+        return state
+
+    def _complete(self, st: _RunState, key: str, outcome, record: TaskRecord) -> None:
+        task = st.tasks[key]
+        record.attempts += 1
+        if isinstance(outcome, BaseException):
+            record.status = "failed"
+            self.records.append(record)
+            self._fail(st, key, outcome)
+            return
+        if isinstance(outcome, Missing):
+            child = self.child(task, outcome.index)
+            st.inputs[key][outcome.index] = child.key
+            st.refs[child.key] = st.refs.get(child.key, 0) + 1
+            if child.key in self.values:
+                heapq.heappush(st.ready, (st.order[key], key))
+                return
+            if child.key in st.failed:
+                self._fail(st, key, st.failed[child.key])
+                return
+            if child.key in st.done:  # computed earlier in this run, then released
+                del st.tasks[child.key]
+                st.done.discard(child.key)
+            st.waiting[key] = {child.key}
+            st.dependents.setdefault(child.key, set()).add(key)
+            if child.key not in st.tasks:
+                self._add(st, child)
+            return
+        assert isinstance(outcome, Done)
+        record.seconds = outcome.seconds
+        self.records.append(record)
+        binding = task.binding
+        for node_key, impl in outcome.state.items():
+            self.states[(binding.key, node_key)] = impl
+        self.values[key] = outcome.value
+        st.done.add(key)
+        if self.on_done is not None:
+            self.on_done(record, outcome.value)
+        # release inputs whose last reader this was (buffer pool)
+        for ck in st.inputs[key].values():
+            st.refs[ck] -= 1
+            if st.refs[ck] <= 0 and ck not in st.keep and ck in st.tasks:
+                self.values.pop(ck, None)
+        for dep in st.dependents.get(key, ()):
+            w = st.waiting.get(dep)
+            if w is None:
+                continue
+            w.discard(key)
+            if not w and dep not in st.failed:
+                heapq.heappush(st.ready, (st.order[dep], dep))
+
+    def _fail(self, st: _RunState, key: str, error: BaseException) -> None:
+        stack = [key]
+        while stack:
+            k = stack.pop()
+            if k in st.failed:
+                continue
+            st.failed[k] = error
+            stack.extend(st.dependents.get(k, ()))
+
+
+def make_executor(kind: str, workers: int):
+    """Executor adapters: 'sequential' or 'threads' (processes/dask: see executors)."""
+    if kind == "sequential" or workers <= 1:
+        return SyncExecutor()
+    if kind == "threads":
+        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stratumlite")
+    from .executors import make_external_executor
+
+    return make_external_executor(kind, workers)

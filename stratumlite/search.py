@@ -1,0 +1,427 @@
+"""Grid search, randomized search and cross-validation over one expanded plan.
+
+How a search runs
+-----------------
+1. The DataOp is converted once; X, y and the cv splits are computed as skrub
+   computes them.
+2. The configurations are enumerated exactly as skrub's search enumerates them
+   (scikit-learn's ``ParameterGrid`` / ``ParameterSampler`` over skrub's grid,
+   same ``random_state``). ``expand_choices`` turns each into a choice-free
+   output node; equal nodes have equal lineage keys, so configurations share
+   their common prefix (CSE by hash-consing).
+3. Every (configuration, fold) fit and the predictions the scorers need are
+   requested from the runtime as one task graph: each distinct (node, fold)
+   is fitted once however many configurations share it, independent tasks run
+   in parallel.
+4. scikit-learn's search object then does the bookkeeping over
+   :class:`~stratumlite.frontend.search_adapter.PlanPipeline` — the same code
+   skrub uses — answered from the computed results, so ``cv_results_``,
+   ``results_``, ``best_params_`` and the refit match skrub's.
+
+>>> import numpy as np, skrub, stratumlite
+>>> from sklearn.linear_model import Ridge
+>>> rng = np.random.default_rng(0)
+>>> X = skrub.X(rng.normal(size=(60, 3)))
+>>> y = skrub.y(rng.normal(size=60))
+>>> pred = X.skb.apply(Ridge(alpha=skrub.choose_from([0.1, 10.0], name="alpha")), y=y)
+>>> search = stratumlite.make_grid_search(pred, fitted=True, cv=3, verbose=0)
+>>> list(search.results_.columns)
+['alpha', 'mean_test_score']
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn import model_selection
+from sklearn.base import clone, is_classifier
+from sklearn.model_selection import check_cv
+from sklearn.utils import _safe_indexing
+
+from . import frontend
+from .config import Config
+from .errors import NotFittedError
+from .frontend import search_adapter as adapter
+from .learner import Learner
+from .optimizer.expand_choices import expand_configuration
+from .plan import Node, Plan, lineage_key
+from .runtime.session import Session
+from .runtime.tasks import Binding
+
+_FIT_MODES = ("fit", "fit_transform")
+
+
+class SearchEngine:
+    """Answers ``PlanPipeline`` evaluations from one session (see module doc)."""
+
+    def __init__(self, data_op, environment: dict, session: Session, X, y):
+        self.data_op = data_op
+        self.plan = frontend.to_plan(data_op)
+        self.environment = environment
+        self.session = session
+        self.base = session.bind(environment, label="full environment")
+        self.X, self.y = X, y
+        self.n_rows = _n_rows(X)
+        self._bindings: dict[tuple, Binding] = {}
+        self._outputs: dict[tuple, Node] = {}
+        self.failed: dict[str, BaseException] = {}
+        self.evaluations = 0
+        self.normalize = not any(
+            getattr(n.op, "reads_mode", lambda: False)() for n in self.plan.nodes("id")
+        )
+
+    # --- configurations and folds -------------------------------------------
+    def output_for(self, assignment: dict[int, Any]) -> Node:
+        key = tuple(sorted((k, _hashable(v)) for k, v in assignment.items()))
+        node = self._outputs.get(key)
+        if node is None:
+            node = expand_configuration(self.plan, assignment, "fit")
+            self._outputs[key] = node
+        return node
+
+    def binding_for(self, rows: np.ndarray, y: Any, has_y: bool) -> Binding:
+        rows = np.ascontiguousarray(np.asarray(rows).ravel(), dtype=np.int64)
+        rows_key = lineage_key("rows", "y" if has_y else "", [self.base.key,
+                                                             _rows_digest(rows)])
+        cached = self._bindings.get(rows_key)
+        if cached is not None:
+            return cached
+        env = {**self.environment, adapter.X_NAME: _safe_indexing(self.X, rows)}
+        if has_y:
+            env[adapter.Y_NAME] = y if y is not None else _safe_indexing(self.y, rows)
+        binding = Binding(env, rows_key, label=f"{len(rows)} rows")
+        self._bindings[rows_key] = binding
+        return binding
+
+    # --- evaluation (called by PlanPipeline through scikit-learn) -----------
+    def evaluate(self, pipeline, mode: str, X_rows, y=None):
+        self.evaluations += 1
+        node = self.output_for(adapter.assignment_of(pipeline.data_op))
+        binding = self.binding_for(X_rows, y, y is not None)
+        if mode in _FIT_MODES:
+            task = self.session.request(node, mode, binding)
+            pipeline._sl_fit = (node, binding)
+        else:
+            fit = getattr(pipeline, "_sl_fit", None)
+            if fit is None:
+                raise NotFittedError(f"call fit() before {mode}()")
+            task = self.session.request(node, mode, binding, fit[1])
+        if task.key in self.failed:
+            raise self.failed[task.key]
+        (value,) = self.session.run([task], normalize=self.normalize)
+        return value
+
+    def classes(self, pipeline):
+        fit = getattr(pipeline, "_sl_fit", None)
+        if fit is None:
+            raise AttributeError("'PlanPipeline' object has no attribute 'classes_'")
+        node, binding = fit
+        impl = self.session.states.get((binding.key, node.key))
+        est = getattr(impl, "estimator_", None)
+        if est is None or not hasattr(est, "classes_"):
+            raise AttributeError("'PlanPipeline' object has no attribute 'classes_'")
+        return est.classes_
+
+    def learner_for(self, pipeline) -> Learner:
+        """A stratumlite Learner holding the state ``pipeline`` was fitted to."""
+        node, binding = pipeline._sl_fit
+        plan = Plan((node,))
+        learner = Learner(plan, frontend.learner_modes(self.data_op),
+                          description=node.op.label)
+        learner.state_ = self.session.fitted_state(binding, plan.nodes("key"))
+        learner._is_fitted = True
+        return learner
+
+    # --- the precomputed task graph ----------------------------------------
+    def precompute(self, assignments: list[dict], splits: list, methods: set[str],
+                   return_train_score: bool = False) -> dict:
+        """Request every fit and scorer prediction at once; returns counts."""
+        tasks = []
+        owners = []
+        for c, assignment in enumerate(assignments):
+            node = self.output_for(assignment)
+            for k, (train, test) in enumerate(splits):
+                train_b = self.binding_for(train, None, True)
+                fit = self.session.request(node, "fit", train_b)
+                tasks.append(fit)
+                owners.append((c, k, "fit"))
+                eval_sets = [(test, "test")]
+                if return_train_score:
+                    eval_sets.append((train, "train"))
+                for rows, which in eval_sets:
+                    for m in sorted(methods):
+                        b = self.binding_for(rows, None, m == "score")
+                        tasks.append(self.session.request(node, m, b, train_b))
+                        owners.append((c, k, f"{m}:{which}"))
+        before = len(self.session.records)
+        results = self.session.run(tasks, raise_errors=False, normalize=self.normalize)
+        for task, result in zip(tasks, results):
+            if isinstance(result, BaseException):
+                self.failed[task.key] = result
+        return {"tasks_requested": len(tasks),
+                "records": self.session.records[before:]}
+
+
+def _hashable(v):
+    try:
+        hash(v)
+        return v
+    except TypeError:
+        return repr(v)
+
+
+def _rows_digest(rows: np.ndarray) -> str:
+    import xxhash
+
+    return xxhash.xxh3_128(rows.view(np.uint8)).hexdigest()
+
+
+def _n_rows(X) -> int:
+    shape = getattr(X, "shape", None)
+    if shape is not None:
+        return int(shape[0])
+    return len(X)
+
+
+def _workers(n_jobs, config: Config) -> int:
+    import os
+
+    cores = os.cpu_count() or 1
+    if n_jobs is None:
+        return config.n_workers or cores
+    if n_jobs < 0:
+        return max(1, cores + 1 + n_jobs)
+    return max(1, int(n_jobs))
+
+
+class _Progress:
+    """A rich progress bar on a terminal; nothing otherwise."""
+
+    def __init__(self, verbose: int, description: str):
+        self.bar = None
+        if verbose and sys.stderr.isatty():
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
+                                       TextColumn, TimeElapsedColumn)
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task(description, total=None)
+
+    def __call__(self, record, value):
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.update(self.task, total=self.bar.tasks[0].completed)
+            self.bar.stop()
+
+
+class ParamSearch(adapter.SearchBase):
+    """Hyperparameter search over a DataOp, run as one optimized plan.
+
+    Created by :func:`make_grid_search` / :func:`make_randomized_search`.
+    After ``fit``: skrub's ``results_``, ``detailed_results_``, ``cv_results_``,
+    ``best_params_``, ``best_score_``, ``best_learner_`` (a stratumlite
+    :class:`~stratumlite.Learner`), plus ``stats_`` (fits executed vs what a
+    naive search runs), ``errors_`` (configuration -> error text) and
+    ``records_`` (per-task timings, for ``explain`` and benchmarks).
+    """
+
+    def __init__(self, data_op, search, config: Config | None = None, verbose: int = 1):
+        self.data_op = data_op
+        self.search = search
+        self.config = config
+        self.verbose = verbose
+
+    def fit(self, environment: dict) -> ParamSearch:
+        """Run the search on ``environment`` (variable name -> value)."""
+        frontend.check_environment(environment)
+        config = self.config or Config.from_env()
+        n_jobs = getattr(self.search, "n_jobs", None)
+        config = config.replace(n_workers=_workers(n_jobs, config))
+        self.refit_ = self.search.refit
+        X, y, splitter = adapter.compute_cv_data(self.data_op, environment, self.search.cv)
+        progress = _Progress(self.verbose, "search")
+        start = time.perf_counter()
+        with Session(config, on_done=progress) as session:
+            engine = SearchEngine(self.data_op, environment, session, X, y)
+            estimator = adapter.PlanPipeline(self.data_op, _shared_env(environment),
+                                             adapter.shared(engine))
+            grid = estimator.get_param_grid()
+            sk = clone(self.search)
+            if hasattr(sk, "param_grid"):
+                candidates = list(model_selection.ParameterGrid(grid))
+            else:
+                candidates = list(model_selection.ParameterSampler(
+                    grid, sk.n_iter, random_state=sk.random_state))
+            cv = check_cv(splitter if splitter is not None else sk.cv, y,
+                          classifier=is_classifier(estimator))
+            splits = list(cv.split(X, y))
+            assignments = [{int(k.removeprefix("data_op__")): v for k, v in c.items()}
+                           for c in candidates]
+            methods = adapter.response_methods(sk.scoring, estimator, self.data_op)
+            pre = engine.precompute(assignments, splits, methods,
+                                    return_train_score=bool(sk.return_train_score))
+            sk = adapter.prepare_sklearn_search(sk, estimator, candidates, splits, grid)
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                sk.fit(adapter.row_proxy(engine.n_rows), y)
+            progress.close()
+            adapter.copy_search_results(sk, self)
+            best = getattr(sk, "best_estimator_", None)
+            if best is not None:
+                self.best_learner_ = engine.learner_for(best)
+            self.records_ = list(session.records)
+            self.stats_ = _stats(engine, assignments, splits, pre, session,
+                                 time.perf_counter() - start)
+            self.errors_ = _errors(engine, assignments, splits)
+        return self
+
+    @property
+    def results_(self):
+        table = super().results_
+        if getattr(self, "errors_", None):
+            params = [{int(k.removeprefix("data_op__")): v for k, v in p.items()}
+                      for p in self.cv_results_["params"]]
+            errors = [self.errors_.get(i, "") for i in range(len(params))]
+            order = self._results_order()
+            table["error"] = [errors[i] for i in order]
+        return table
+
+    def _results_order(self):
+        scores = self.cv_results_[[k for k in self.cv_results_ if
+                                   k.startswith("mean_test_")][0]]
+        import pandas as pd
+
+        return list(pd.Series(scores).sort_values(ascending=False, kind="stable").index)
+
+
+def _shared_env(environment):
+    from skrub._data_ops._estimator import _SharedDict  # noqa: F401 (frontend type)
+
+    return adapter._SharedDict(environment)
+
+
+def _errors(engine: SearchEngine, assignments, splits) -> dict[int, str]:
+    errors = {}
+    if not engine.failed:
+        return errors
+    for c, assignment in enumerate(assignments):
+        node = engine.output_for(assignment)
+        for train, _ in splits:
+            b = engine.binding_for(train, None, True)
+            task = engine.session.request(node, "fit", b)
+            if task.key in engine.failed:
+                err = engine.failed[task.key]
+                errors[c] = f"{type(err).__name__}: {err}"
+                break
+    return errors
+
+
+def _stats(engine, assignments, splits, pre, session, seconds) -> dict:
+    from .plan import topological_order
+
+    records = pre["records"]
+    fits = [r for r in records if r.task.fitting and r.task.node.op.is_estimator()]
+    naive_fits = 0
+    naive_tasks = 0
+    for assignment in assignments:
+        nodes = topological_order([engine.output_for(assignment)], dedupe="key")
+        naive_fits += sum(1 for n in nodes if n.op.is_estimator()) * len(splits)
+        naive_tasks += len(nodes) * len(splits)
+    return {
+        "configurations": len(assignments),
+        "folds": len(splits),
+        "fits_executed": len(fits),
+        "fits_naive": naive_fits,
+        "tasks_executed": len(records),
+        "tasks_requested": pre["tasks_requested"],
+        "wall_seconds": seconds,
+        "sum_task_seconds": sum(r.seconds for r in records),
+        "workers": session.config.workers,
+    }
+
+
+def make_grid_search(data_op, *, fitted: bool = False, environment: dict | None = None,
+                     keep_subsampling: bool = False, config: Config | None = None,
+                     verbose: int = 1, **kwargs) -> ParamSearch:
+    """Grid search over a DataOp's choices (like ``.skb.make_grid_search``).
+
+    ``kwargs`` are those of scikit-learn's ``GridSearchCV`` (``cv``,
+    ``scoring``, ``n_jobs``, ``refit``, ``error_score``,
+    ``return_train_score``...). ``n_jobs`` sets how many tasks run at once.
+    """
+    data_op = frontend.as_data_op(data_op)
+    adapter_check = frontend.check_grid_search_possible
+    adapter_check(data_op)
+    search = ParamSearch(data_op.skb.clone(), model_selection.GridSearchCV(None, None, **kwargs),
+                         config=config, verbose=verbose)
+    return _maybe_fit(search, data_op, fitted, environment, keep_subsampling)
+
+
+def make_randomized_search(data_op, *, fitted: bool = False, environment: dict | None = None,
+                           keep_subsampling: bool = False, config: Config | None = None,
+                           verbose: int = 1, **kwargs) -> ParamSearch:
+    """Randomized search over a DataOp's choices (like
+    ``.skb.make_randomized_search``); ``n_iter`` and ``random_state`` as in
+    scikit-learn's ``RandomizedSearchCV``."""
+    data_op = frontend.as_data_op(data_op)
+    search = ParamSearch(data_op.skb.clone(),
+                         model_selection.RandomizedSearchCV(None, None, **kwargs),
+                         config=config, verbose=verbose)
+    return _maybe_fit(search, data_op, fitted, environment, keep_subsampling)
+
+
+def _maybe_fit(search, data_op, fitted, environment, keep_subsampling):
+    if not fitted:
+        return search
+    env = (frontend.fit_environment(data_op, keep_subsampling)
+           if environment is None else environment)
+    return search.fit(env)
+
+
+def cross_validate(data_op, environment: dict | None = None, *, keep_subsampling: bool = False,
+                   config: Config | None = None, verbose: int = 1, **kwargs):
+    """Cross-validate a DataOp's learner (like ``.skb.cross_validate``).
+
+    Returns skrub's table (a pandas DataFrame with ``test_score``, ``fit_time``
+    ... and ``learner`` when ``return_learner=True``).
+    """
+    import pandas as pd
+
+    data_op = frontend.as_data_op(data_op)
+    if environment is None:
+        environment = frontend.fit_environment(data_op, keep_subsampling)
+    data_op = data_op.skb.clone()
+    cv = kwargs.pop("cv", None)
+    if "return_estimator" in kwargs:
+        raise TypeError("Use `return_learner` instead of `return_estimator`.")
+    return_learner = kwargs.pop("return_learner", False)
+    config = (config or Config.from_env())
+    config = config.replace(n_workers=_workers(kwargs.pop("n_jobs", None), config))
+    X, y, splitter = adapter.compute_cv_data(data_op, environment, cv)
+    with Session(config) as session:
+        engine = SearchEngine(data_op, environment, session, X, y)
+        estimator = adapter.PlanPipeline(data_op, _shared_env(environment),
+                                         adapter.shared(engine))
+        cvo = check_cv(splitter if splitter is not None else cv, y,
+                       classifier=is_classifier(estimator))
+        splits = list(cvo.split(X, y))
+        methods = adapter.response_methods(kwargs.get("scoring"), estimator, data_op)
+        engine.precompute([adapter.assignment_of(data_op)], splits, methods,
+                          return_train_score=bool(kwargs.get("return_train_score")))
+        result = model_selection.cross_validate(
+            estimator, adapter.row_proxy(engine.n_rows), y, cv=splits,
+            return_estimator=return_learner, **kwargs)
+        if (fitted := result.pop("estimator", None)) is not None:
+            result["learner"] = [engine.learner_for(p) for p in fitted]
+    if (indices := result.pop("indices", None)) is not None:
+        result["train_indices"] = indices["train"]
+        result["test_indices"] = indices["test"]
+    return pd.DataFrame(result)

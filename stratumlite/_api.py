@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from . import frontend
+from .config import Config
 from .explain import render
-from .runtime.sequential import execute
+from .runtime.session import Session
 
 
-def evaluate(data_op, environment: dict | None = None) -> Any:
+def evaluate(data_op, environment: dict | None = None, *,
+             config: Config | None = None) -> Any:
     """Evaluate a DataOp: the same value as ``data_op.skb.eval(environment)``.
 
     Parameters
@@ -18,6 +20,8 @@ def evaluate(data_op, environment: dict | None = None) -> Any:
     environment : dict or None
         Values for the variables; None uses the values the variables were
         created with.
+    config : Config or None
+        Runtime settings (executor, cache, lineage); default ``Config.from_env()``.
 
     >>> import skrub, stratumlite
     >>> a, b = skrub.var("a", 10), skrub.var("b", 5)
@@ -29,7 +33,9 @@ def evaluate(data_op, environment: dict | None = None) -> Any:
     data_op = frontend.as_data_op(data_op)
     env = frontend.eval_environment(data_op, environment)
     plan = frontend.to_plan(data_op)
-    (value,) = execute(plan.outputs, "fit_transform", env, {})
+    with Session(config or Config.from_env(), kind="evaluate") as session:
+        task = session.request(plan.output, "fit_transform", session.bind(env))
+        (value,) = session.run([task])
     return value
 
 

@@ -25,9 +25,11 @@ from typing import Any
 import cloudpickle
 
 from . import frontend
+from .config import Config
 from .errors import NotFittedError
 from .plan import Plan
-from .runtime.sequential import execute
+from .runtime.session import Session
+from .runtime.tasks import Binding
 
 _FITTING = ("fit", "fit_transform")
 _PREDICT_LIKE = ("predict", "predict_proba", "decision_function", "transform", "score")
@@ -51,12 +53,14 @@ class Learner:
     """
 
     def __init__(self, plan: Plan, modes: list[str], scoring: Any = None,
-                 description: str = ""):
+                 description: str = "", config: Config | None = None):
         self.plan = plan
         self.modes = list(modes)
         self.scoring = scoring
         self.description = description
+        self.config = config
         self.state_: dict[str, Any] = {}
+        self.fit_key_: str | None = None
         self._is_fitted = False
 
     # --- sklearn-like introspection --------------------------------------
@@ -90,12 +94,22 @@ class Learner:
                 f"This learner is not fitted yet: call fit(environment) before {mode}()."
             )
         env = dict(environment or {})
-        state = self.state_ if mode not in _FITTING else {}
-        (result,) = execute(self.plan.outputs, mode, env, state)
-        if mode in _FITTING:
-            self.state_ = state
-            self._is_fitted = True
-        return result
+        config = self.config or Config.from_env()
+        with Session(config, kind="fit" if mode in _FITTING else mode) as session:
+            binding = session.bind(env)
+            if mode in _FITTING:
+                task = session.request(self.plan.output, mode, binding)
+                (result,) = session.run([task])
+                self.state_ = session.fitted_state(binding, self.plan.nodes("key"))
+                self.fit_key_ = binding.key
+                self._is_fitted = True
+                return result
+            fit_binding = Binding({}, key=self.fit_key_, label="learner fit")
+            for key, impl in self.state_.items():
+                session.states[(fit_binding.key, key)] = impl
+            task = session.request(self.plan.output, mode, binding, fit_binding)
+            (result,) = session.run([task])
+            return result
 
     def fit(self, environment: dict) -> Learner:
         """Fit every estimator of the plan on ``environment``; returns self."""
@@ -125,17 +139,19 @@ class Learner:
     def __getstate__(self):
         payload = cloudpickle.dumps(
             (self.plan, self.modes, self.scoring, self.description, self.state_,
-             self._is_fitted)
+             self._is_fitted, self.fit_key_)
         )
         return {"payload": payload}
 
     def __setstate__(self, state):
         (self.plan, self.modes, self.scoring, self.description, self.state_,
-         self._is_fitted) = pickle.loads(state["payload"])
+         self._is_fitted, self.fit_key_) = pickle.loads(state["payload"])
+        self.config = None
 
 
 def make_learner(data_op, *, fitted: bool = False, environment: dict | None = None,
-                 choose: Any = "default", keep_subsampling: bool = False) -> Learner:
+                 choose: Any = "default", keep_subsampling: bool = False,
+                 config: Config | None = None) -> Learner:
     """Build a :class:`Learner` for ``data_op`` (like ``.skb.make_learner``).
 
     Parameters
@@ -150,6 +166,8 @@ def make_learner(data_op, *, fitted: bool = False, environment: dict | None = No
         How choices are resolved (as in skrub).
     keep_subsampling : bool
         Fit on the subsample configured with ``.skb.subsample`` (``fitted=True``).
+    config : Config or None
+        Runtime settings (executor, cache, lineage); default ``Config.from_env()``.
 
     >>> import skrub, stratumlite
     >>> x = skrub.var("x")
@@ -162,7 +180,8 @@ def make_learner(data_op, *, fitted: bool = False, environment: dict | None = No
         data_op = frontend.with_choices_set(data_op, choose)
     plan = frontend.to_plan(data_op)
     label = plan.output.op.label
-    learner = Learner(plan, frontend.learner_modes(data_op), description=label)
+    learner = Learner(plan, frontend.learner_modes(data_op), description=label,
+                      config=config)
     if fitted:
         env = (frontend.fit_environment(data_op, keep_subsampling)
                if environment is None else environment)

@@ -249,7 +249,7 @@ class ParamSearch(adapter.SearchBase):
         X, y, splitter = adapter.compute_cv_data(self.data_op, environment, self.search.cv)
         progress = _Progress(self.verbose, "search")
         start = time.perf_counter()
-        with Session(config, on_done=progress) as session:
+        with Session(config, on_done=progress, kind="search") as session:
             engine = SearchEngine(self.data_op, environment, session, X, y)
             estimator = adapter.PlanPipeline(self.data_op, _shared_env(environment),
                                              adapter.shared(engine))
@@ -406,7 +406,7 @@ def cross_validate(data_op, environment: dict | None = None, *, keep_subsampling
     config = (config or Config.from_env())
     config = config.replace(n_workers=_workers(kwargs.pop("n_jobs", None), config))
     X, y, splitter = adapter.compute_cv_data(data_op, environment, cv)
-    with Session(config) as session:
+    with Session(config, kind="cross_validate") as session:
         engine = SearchEngine(data_op, environment, session, X, y)
         estimator = adapter.PlanPipeline(data_op, _shared_env(environment),
                                          adapter.shared(engine))

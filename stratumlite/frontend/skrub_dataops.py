@@ -163,12 +163,14 @@ class SkrubOp(Operator):
         fitting = mode == "preview" or "fit" in mode
         if name == "Apply":
             if fitting:
+                # "kwargs" holds per-method arguments: which entry is read
+                # depends on the method, so it is left to be asked for.
                 fields = ["X", "estimator", "cols", "exclude_cols", "no_wrap",
-                          "allow_reject", "kwargs", "no_cache"]
+                          "allow_reject", "no_cache"]
                 if not (self.static["unsupervised"] and self.templates["unsupervised"]):
                     fields.append("y")
             else:
-                fields = ["X", "kwargs", "no_cache"]
+                fields = ["X", "no_cache"]
                 if mode == "score" and not inner:
                     fields.append("y")
         elif name == "IfElse":
@@ -598,7 +600,36 @@ class _Converter:
             data = None if value is NULL else fingerprint(value)
             return tokenize(("Var", templates["name"], templates["becomes_default"], data))
         form = {k: token_form(v) for k, v in templates.items()}
+        if cls is _data_ops.Call:
+            form["func"] = _call_func_token_form(form)
         return tokenize((cls.__module__, cls.__qualname__, flags, form))
+
+
+def _call_func_token_form(form: dict):
+    """The function of a ``Call`` as tokenize may see it.
+
+    When the function's globals, closure or defaults hold DataOps or choices,
+    skrub copies them into the node's fields (lifted to ``InputRef``s in the
+    templates) and rebuilds the function from them at call time. Tokenizing
+    the raw function would reach those DataOps (``TypeError``): tokenize the
+    function rebuilt the same way, with the placeholders instead.
+    """
+    func = form["func"]
+    if not (form["globals"] or form["closure"] or form["defaults"] or form["kwdefaults"]):
+        return func
+    import types
+
+    rebuilt = types.FunctionType(
+        func.__code__,
+        {**func.__globals__, **form["globals"]},
+        func.__name__,
+        form["defaults"],
+        tuple(types.CellType(c) for c in form["closure"]),
+    )
+    rebuilt.__kwdefaults__ = form["kwdefaults"]
+    rebuilt.__qualname__ = func.__qualname__
+    rebuilt.__module__ = func.__module__
+    return rebuilt
 
 
 def to_plan(data_op) -> Plan:

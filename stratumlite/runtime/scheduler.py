@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import StratumliteError
 from .tasks import Binding, Done, Missing, Task, normalize_mode, run_task
@@ -65,10 +65,41 @@ class TaskRecord:
     task: Task
     seconds: float = 0.0
     threads: int = 1
-    status: str = "computed"  # computed | hit | failed
+    status: str = "computed"  # computed | stored | hit | failed
     start: float = 0.0
     end: float = 0.0
     attempts: int = 0
+
+
+class ResultStore(Protocol):
+    """The persistent cache as the scheduler sees it (a hook, not a part of it).
+
+    Keys are task lineage keys; a payload is ``(value, fitted_state)``. ``put``
+    decides whether storing is worth it (cost rule) and returns whether it did.
+    Implementations must be picklable (they run inside workers).
+    """
+
+    def contains(self, key: str) -> bool: ...
+
+    def get(self, key: str) -> tuple[bool, Any]: ...
+
+    def put(self, key: str, payload: Any, seconds: float) -> bool: ...
+
+
+def _load_cached(cache: ResultStore, key: str) -> Done:
+    found, payload = cache.get(key)
+    if not found:
+        return Missing(-1)
+    value, state = payload
+    return Done(value, state, 0.0)
+
+
+def _run_and_store(cache: ResultStore | None, task: Task, inputs, state):
+    outcome = run_task(task, inputs, state)
+    if cache is not None and isinstance(outcome, Done):
+        stored = cache.put(task.key, (outcome.value, outcome.state), outcome.seconds)
+        outcome.stored = stored
+    return outcome
 
 
 class SyncExecutor:
@@ -121,6 +152,7 @@ class _RunState:
     keep: set[str] = field(default_factory=set)
     failed: dict[str, BaseException] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
+    cached: set[str] = field(default_factory=set)  # tasks to load from the cache
 
 
 class Scheduler:
@@ -140,7 +172,10 @@ class Scheduler:
 
     def __init__(self, values: dict, states: dict, executor=None, cores: int | None = None,
                  on_done: Callable[[TaskRecord, Any], None] | None = None,
-                 normalize: bool = True):
+                 normalize: bool = True, cache: ResultStore | None = None):
+        self.cache = cache
+        self._reusable: dict[str, bool] = {}
+        self._cache_skip: set[str] = set()
         self.values = values
         self.states = states
         self.executor = executor or SyncExecutor()
@@ -204,18 +239,30 @@ class Scheduler:
         while stack:
             task = stack[-1]
             key = task.key
-            if key in st.tasks or key in self.values:
+            if key in self.values:
                 stack.pop()
+                continue
+            if key in st.tasks:
+                if key in st.done:  # computed in this run, then released: redo
+                    self._forget(st, key)
+                else:
+                    stack.pop()
+                    continue
+            node = task.node
+            if self._cache_has(task):
+                stack.pop()
+                st.cached.add(key)
+                self._register(st, task, {}, [])
                 continue
             pending_children = []
             child_keys: dict[int, str] = {}
-            node = task.node
             needed = node.op.needed_inputs(task.mode, task.inner)
             indices = range(len(node.inputs)) if needed is None else sorted(needed)
             for i in indices:
                 child = self.child(task, i)
                 child_keys[i] = child.key
-                if child.key not in st.tasks and child.key not in self.values:
+                if child.key not in self.values and (
+                        child.key not in st.tasks or child.key in st.done):
                     pending_children.append(child)
             state_deps = self._state_deps(task)
             for dep_task, _ in state_deps:
@@ -229,6 +276,34 @@ class Scheduler:
                 continue
             stack.pop()
             self._register(st, task, child_keys, state_deps)
+
+    def reusable(self, node) -> bool:
+        """Whether a node's result may be reused across runs: its operator and
+        everything upstream are deterministic (no unseeded randomness)."""
+        known = self._reusable.get(node.key)
+        if known is not None:
+            return known
+        from ..plan import topological_order
+
+        for n in topological_order([node], dedupe="key"):
+            if n.key not in self._reusable:
+                self._reusable[n.key] = n.op.reusable and all(
+                    self._reusable[i.key] for i in n.inputs)
+        return self._reusable[node.key]
+
+    def _cache_has(self, task: Task) -> bool:
+        if self.cache is None or task.key in self._cache_skip or not self.reusable(task.node):
+            return False
+        try:
+            return self.cache.contains(task.key)
+        except Exception:
+            return False
+
+    def _forget(self, st: _RunState, key: str) -> None:
+        """Drop a finished, released task so it can be computed again."""
+        del st.tasks[key]
+        st.done.discard(key)
+        st.order.pop(key, None)
 
     def _state_deps(self, task: Task) -> list[tuple[Task, str]]:
         """Fit tasks providing the fitted state ``task`` reads, if not present."""
@@ -277,6 +352,9 @@ class Scheduler:
         threads = max(1, self.cores // busy)
         record = TaskRecord(task=task, threads=threads, start=time.perf_counter())
         st.running += 1
+        if key in st.cached:
+            st.cached.discard(key)
+            record.status = "hit"
 
         def deliver(fut: Future, key=key, record=record):
             record.end = time.perf_counter()
@@ -286,7 +364,12 @@ class Scheduler:
                 outcome = e
             done_q.put((key, outcome, record))
 
-        fut = self.executor.submit(_with_budget, threads, run_task, task, inputs, state)
+        if record.status == "hit":
+            fut = self.executor.submit(_load_cached, self.cache, key)
+        else:
+            cache = self.cache if self.cache is not None and self.reusable(task.node) else None
+            fut = self.executor.submit(_with_budget, threads, _run_and_store, cache, task,
+                                       inputs, state)
         fut.add_done_callback(deliver)
 
     def _state_for(self, task: Task) -> dict:
@@ -309,6 +392,13 @@ class Scheduler:
             self.records.append(record)
             self._fail(st, key, outcome)
             return
+        if isinstance(outcome, Missing) and outcome.index == -1:
+            # the cache entry vanished or was corrupt: compute the task instead
+            del st.tasks[key]
+            st.order.pop(key, None)
+            self._cache_skip.add(key)
+            self._add(st, task)
+            return
         if isinstance(outcome, Missing):
             child = self.child(task, outcome.index)
             st.inputs[key][outcome.index] = child.key
@@ -319,9 +409,6 @@ class Scheduler:
             if child.key in st.failed:
                 self._fail(st, key, st.failed[child.key])
                 return
-            if child.key in st.done:  # computed earlier in this run, then released
-                del st.tasks[child.key]
-                st.done.discard(child.key)
             st.waiting[key] = {child.key}
             st.dependents.setdefault(child.key, set()).add(key)
             if child.key not in st.tasks:
@@ -329,6 +416,8 @@ class Scheduler:
             return
         assert isinstance(outcome, Done)
         record.seconds = outcome.seconds
+        if getattr(outcome, "stored", False):
+            record.status = "stored"
         self.records.append(record)
         binding = task.binding
         for node_key, impl in outcome.state.items():
@@ -344,7 +433,7 @@ class Scheduler:
                 self.values.pop(ck, None)
         for dep in st.dependents.get(key, ()):
             w = st.waiting.get(dep)
-            if w is None:
+            if w is None or dep in st.done:
                 continue
             w.discard(key)
             if not w and dep not in st.failed:

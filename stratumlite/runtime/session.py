@@ -39,9 +39,18 @@ class Session:
     """
 
     def __init__(self, config: Config | None = None,
-                 on_done: Callable[[TaskRecord, Any], None] | None = None):
+                 on_done: Callable[[TaskRecord, Any], None] | None = None,
+                 cache=None, values=None, kind: str = "evaluate",
+                 script: str | None = None, hooks: list | None = None):
         self.config = config or Config()
-        self.values: dict[str, Any] = {}
+        self.kind = kind
+        self.script = script
+        # Hooks observe the session: ``start(session)``, ``task_done(record,
+        # value)``, ``end(session, status)``. The lineage recorder is one.
+        self.hooks = list(hooks) if hooks is not None else _default_hooks(self.config)
+        self.run_id: str | None = None
+        self.cache = cache if cache is not None else _default_cache(self.config)
+        self.values: dict[str, Any] = values if values is not None else _default_pool(self.config)
         self.states: dict[tuple[str, str], Any] = {}
         self.records: list[TaskRecord] = []
         self.on_done = on_done
@@ -50,10 +59,23 @@ class Session:
 
     # --- lifecycle -----------------------------------------------------------
     def __enter__(self) -> Session:
+        for hook in self.hooks:
+            hook.start(self)
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        status = "finished" if exc_type is None else "failed"
+        try:
+            for hook in self.hooks:
+                hook.end(self, status)
+        finally:
+            self.close()
+
+    def _task_done(self, record: TaskRecord, value: Any) -> None:
+        for hook in self.hooks:
+            hook.task_done(record, value)
+        if self.on_done is not None:
+            self.on_done(record, value)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -87,8 +109,8 @@ class Session:
         the other tasks still run.
         """
         scheduler = Scheduler(self.values, self.states, self.executor,
-                              cores=self.config.workers, on_done=self.on_done,
-                              normalize=normalize)
+                              cores=self.config.workers, on_done=self._task_done,
+                              normalize=normalize, cache=self.cache)
         try:
             return scheduler.run(tasks, raise_errors=raise_errors)
         finally:
@@ -106,3 +128,30 @@ class Session:
     def forget(self, keys) -> None:
         for k in keys:
             self.values.pop(k, None)
+
+
+def _default_cache(config: Config):
+    """The persistent cache the configuration asks for (None when off)."""
+    if not config.cache:
+        return None
+    from .cache import PersistentCache
+
+    return PersistentCache(config.cache_dir, max_bytes=config.cache_max_bytes)
+
+
+def _default_pool(config: Config):
+    """A plain dict, or a spilling buffer pool when a memory budget is set."""
+    if config.memory_budget is None:
+        return {}
+    from .bufferpool import BufferPool
+
+    return BufferPool(config.memory_budget, spill_dir=config.state_dir / "spill")
+
+
+def _default_hooks(config: Config) -> list:
+    """Hooks the configuration asks for: the lineage recorder when ``lineage``."""
+    if not config.lineage:
+        return []
+    from ..lineage.recording import LineageHook
+
+    return [LineageHook(config)]

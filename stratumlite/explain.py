@@ -204,3 +204,106 @@ def render(plan: Plan, *, format: str = "text", **kwargs) -> str | dict:
 
 def dumps(data: dict) -> str:
     return json.dumps(data, indent=2, default=str)
+
+
+def value_shape(value) -> tuple[int | None, int | None] | None:
+    """(rows, cols) of a table/array-like value, without copying it."""
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple) and shape:
+        rows = shape[0] if isinstance(shape[0], int) else None
+        cols = shape[1] if len(shape) > 1 and isinstance(shape[1], int) else None
+        return rows, cols
+    if isinstance(value, (list, tuple)):
+        return len(value), None
+    return None
+
+
+def value_bytes(value) -> int | None:
+    """Approximate size in memory (no deep copies)."""
+    try:
+        if hasattr(value, "estimated_size"):  # polars
+            return int(value.estimated_size())
+        if hasattr(value, "memory_usage") and hasattr(value, "columns"):  # pandas frame
+            return int(value.memory_usage(index=True, deep=False).sum())
+        if hasattr(value, "memory_usage"):  # pandas series
+            return int(value.memory_usage(index=True, deep=False))
+        if hasattr(value, "nbytes"):
+            return int(value.nbytes)
+        if hasattr(value, "data") and hasattr(value, "indices"):  # scipy sparse
+            return int(value.data.nbytes + value.indices.nbytes + value.indptr.nbytes)
+    except Exception:
+        return None
+    return None
+
+
+class Analysis:
+    """Collects per-task measurements for ``explain(analyze=True)``.
+
+    Used as a session ``on_done`` callback: it keeps, per node key, the summed
+    wall time, the largest thread budget, the output shape and bytes, and the
+    cache statuses seen.
+    """
+
+    def __init__(self):
+        self.metrics: dict[str, dict] = {}
+        self.tasks = 0
+
+    def __call__(self, record, value) -> None:
+        self.tasks += 1
+        key = record.task.node.key
+        m = self.metrics.setdefault(key, {"seconds": 0.0, "threads": 0, "tasks": 0,
+                                          "cache_statuses": []})
+        m["seconds"] += record.seconds
+        m["threads"] = max(m["threads"], record.threads)
+        m["tasks"] += 1
+        if record.status not in m["cache_statuses"]:
+            m["cache_statuses"].append(record.status)
+        m["cache"] = "/".join(_CACHE_WORDS.get(s, s) for s in m["cache_statuses"])
+        shape = value_shape(value)
+        if shape is not None:
+            m["shape"] = shape
+        nbytes = value_bytes(value)
+        if nbytes is not None:
+            m["bytes"] = nbytes
+
+    def totals(self, plan: Plan, wall: float, cores: int, peak_rss: int | None,
+               spilled: int = 0) -> dict:
+        nodes = plan.nodes("key")
+        secs = {n.key: self.metrics.get(n.key, {}).get("seconds", 0.0) for n in nodes}
+        # critical path: the longest chain of node times through the DAG
+        best: dict[str, tuple[float, list[str]]] = {}
+        for n in nodes:
+            prev = max((best[i.key] for i in n.inputs), default=(0.0, []),
+                       key=lambda t: t[0])
+            best[n.key] = (prev[0] + secs[n.key], prev[1] + [n.key])
+        crit = max(best.values(), key=lambda t: t[0]) if best else (0.0, [])
+        total = sum(secs.values())
+        return {
+            "wall_seconds": wall,
+            "sum_node_seconds": total,
+            "tasks": self.tasks,
+            "cores": cores,
+            "dedup_bound_seconds": total / max(cores, 1),
+            "critical_path_seconds": crit[0],
+            "critical_path": crit[1],
+            "peak_rss_bytes": peak_rss,
+            "spilled": spilled,
+        }
+
+
+_CACHE_WORDS = {"computed": "miss", "stored": "miss+stored", "hit": "hit", "failed": "failed"}
+
+
+def render_totals(t: dict, number: dict[str, int]) -> str:
+    path = " -> ".join(f"#{number[k]}" for k in t["critical_path"] if k in number)
+    lines = [
+        "analyze:",
+        f"  wall time {t['wall_seconds'] * 1000:.1f} ms; node time summed "
+        f"{t['sum_node_seconds'] * 1000:.1f} ms over {t['tasks']} tasks; "
+        f"dedup bound {t['dedup_bound_seconds'] * 1000:.1f} ms on {t['cores']} cores",
+        f"  critical path {t['critical_path_seconds'] * 1000:.1f} ms: {path}",
+    ]
+    if t.get("peak_rss_bytes"):
+        lines.append(f"  peak RSS {_human_bytes(t['peak_rss_bytes'])}"
+                     + (f"; buffers spilled: {t['spilled']}" if t.get("spilled") else ""))
+    return "\n".join(lines)

@@ -34,8 +34,7 @@ from skrub._data_ops._estimator import (
     default_score,
 )
 from skrub._data_ops._evaluation import find_scoring_node
-from skrub._data_ops._utils import X_NAME, Y_NAME
-from skrub._data_ops._utils import unique_renaming
+from skrub._data_ops._utils import X_NAME, Y_NAME, unique_renaming
 
 __all__ = [
     "PlanPipeline",

@@ -9,8 +9,11 @@ what each changed (nodes before and after, what merged).
 >>> from stratumlite.optimizer import optimize
 >>> x = skrub.var("x")
 >>> result = optimize(to_plan((x + 1) * (x + 1)))
->>> [(r["rule"], r["nodes_before"], r["nodes_after"]) for r in result.log]
-[('expand_choices', 4, 4), ('eliminate_common_subexpressions', 4, 3), ('eliminate_dead_nodes', 3, 3)]
+>>> for r in result.log:
+...     print(r["rule"], r["nodes_before"], r["nodes_after"])
+expand_choices 4 4
+eliminate_common_subexpressions 4 3
+eliminate_dead_nodes 3 3
 """
 
 from __future__ import annotations

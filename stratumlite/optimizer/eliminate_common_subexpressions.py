@@ -13,7 +13,8 @@ After::
 >>> from stratumlite.optimizer import OptimizerContext, eliminate_common_subexpressions
 >>> x = skrub.var("x")
 >>> plan = to_plan((x + 1) * (x + 1))
->>> len(plan.nodes("id")), len(eliminate_common_subexpressions(plan, OptimizerContext()).nodes("id"))
+>>> merged = eliminate_common_subexpressions(plan, OptimizerContext())
+>>> len(plan.nodes("id")), len(merged.nodes("id"))
 (4, 3)
 """
 

@@ -13,8 +13,15 @@ from .errors import (
     NotFittedError,
     StratumliteError,
 )
+from .frontend.patching import patch_skrub, patched_skrub, unpatch_skrub
 from .learner import Learner, make_learner
-from .search import ParamSearch, cross_validate, make_grid_search, make_randomized_search
+from .search import (
+    ParamSearch,
+    cross_validate,
+    cross_validate_many,
+    make_grid_search,
+    make_randomized_search,
+)
 
 __version__ = "0.1.0"
 
@@ -28,8 +35,12 @@ __all__ = [
     "evaluate",
     "explain",
     "make_learner",
+    "patch_skrub",
+    "patched_skrub",
+    "unpatch_skrub",
     "ParamSearch",
     "cross_validate",
+    "cross_validate_many",
     "make_grid_search",
     "make_randomized_search",
 ]

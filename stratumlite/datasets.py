@@ -58,9 +58,7 @@ def _read(package: str, name: str) -> pd.DataFrame:
     return df.drop(columns="rownames", errors="ignore")
 
 
-def sample_rows(
-    df: pd.DataFrame, n_rows: int | None = None, random_state: int = 0
-) -> pd.DataFrame:
+def sample_rows(df: pd.DataFrame, n_rows: int | None = None, random_state: int = 0) -> pd.DataFrame:
     """Return ``df`` resized to ``n_rows`` rows by random sampling.
 
     ``n_rows=None`` returns a copy of ``df`` unchanged. If ``n_rows`` is at most

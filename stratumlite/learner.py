@@ -61,6 +61,7 @@ class Learner:
         self.config = config
         self.state_: dict[str, Any] = {}
         self.fit_key_: str | None = None
+        self.data_op = None  # set by the skrub drop-in (for skrub.cross_validate)
         self._is_fitted = False
 
     # --- sklearn-like introspection --------------------------------------
@@ -147,6 +148,7 @@ class Learner:
         (self.plan, self.modes, self.scoring, self.description, self.state_,
          self._is_fitted, self.fit_key_) = pickle.loads(state["payload"])
         self.config = None
+        self.data_op = None
 
 
 def make_learner(data_op, *, fitted: bool = False, environment: dict | None = None,

@@ -66,6 +66,9 @@ class SearchEngine:
         self.base = session.bind(environment, label="full environment")
         self.X, self.y = X, y
         self.n_rows = _n_rows(X)
+        # what the rows index into: the X and y nodes (and their data)
+        xy = [n.key for n in (self.plan.meta.get("X"), self.plan.meta.get("y")) if n]
+        self.rows_of = lineage_key("rows-of", "", [self.base.key, *xy])
         self._bindings: dict[tuple, Binding] = {}
         self._outputs: dict[tuple, Node] = {}
         self.failed: dict[str, BaseException] = {}
@@ -85,7 +88,7 @@ class SearchEngine:
 
     def binding_for(self, rows: np.ndarray, y: Any, has_y: bool) -> Binding:
         rows = np.ascontiguousarray(np.asarray(rows).ravel(), dtype=np.int64)
-        rows_key = lineage_key("rows", "y" if has_y else "", [self.base.key,
+        rows_key = lineage_key("rows", "y" if has_y else "", [self.rows_of,
                                                              _rows_digest(rows)])
         cached = self._bindings.get(rows_key)
         if cached is not None:
@@ -137,33 +140,42 @@ class SearchEngine:
         return learner
 
     # --- the precomputed task graph ----------------------------------------
-    def precompute(self, assignments: list[dict], splits: list, methods: set[str],
-                   return_train_score: bool = False) -> dict:
-        """Request every fit and scorer prediction at once; returns counts."""
+    def plan_tasks(self, assignments: list[dict], splits: list, methods: set[str],
+                   return_train_score: bool = False) -> list:
+        """Every fit, and every prediction the scorers need, as root tasks."""
         tasks = []
-        owners = []
-        for c, assignment in enumerate(assignments):
+        for assignment in assignments:
             node = self.output_for(assignment)
-            for k, (train, test) in enumerate(splits):
+            for train, test in splits:
                 train_b = self.binding_for(train, None, True)
-                fit = self.session.request(node, "fit", train_b)
-                tasks.append(fit)
-                owners.append((c, k, "fit"))
-                eval_sets = [(test, "test")]
-                if return_train_score:
-                    eval_sets.append((train, "train"))
-                for rows, which in eval_sets:
+                tasks.append(self.session.request(node, "fit", train_b))
+                eval_sets = [test, train] if return_train_score else [test]
+                for rows in eval_sets:
                     for m in sorted(methods):
                         b = self.binding_for(rows, None, m == "score")
                         tasks.append(self.session.request(node, m, b, train_b))
-                        owners.append((c, k, f"{m}:{which}"))
-        before = len(self.session.records)
-        results = self.session.run(tasks, raise_errors=False, normalize=self.normalize)
-        for task, result in zip(tasks, results):
-            if isinstance(result, BaseException):
-                self.failed[task.key] = result
-        return {"tasks_requested": len(tasks),
-                "records": self.session.records[before:]}
+        return tasks
+
+    def precompute(self, assignments: list[dict], splits: list, methods: set[str],
+                   return_train_score: bool = False) -> dict:
+        """Request every fit and scorer prediction at once; returns counts."""
+        tasks = self.plan_tasks(assignments, splits, methods, return_train_score)
+        return run_tasks(self.session, [(self, tasks)], self.normalize)
+
+
+def run_tasks(session: Session, groups: list, normalize: bool = True) -> dict:
+    """Run the tasks of several engines as one graph; failures go to each
+    engine's ``failed`` map (the other tasks still run)."""
+    before = len(session.records)
+    all_tasks = [t for _, tasks in groups for t in tasks]
+    results = session.run(all_tasks, raise_errors=False, normalize=normalize)
+    i = 0
+    for engine, tasks in groups:
+        for task in tasks:
+            if isinstance(results[i], BaseException):
+                engine.failed[task.key] = results[i]
+            i += 1
+    return {"tasks_requested": len(all_tasks), "records": session.records[before:]}
 
 
 def _hashable(v):
@@ -430,3 +442,72 @@ def cross_validate(data_op, environment: dict | None = None, *, keep_subsampling
         result["train_indices"] = indices["train"]
         result["test_indices"] = indices["test"]
     return pd.DataFrame(result)
+
+
+def cross_validate_many(data_ops, environment: dict | None = None, *, cv=None,
+                        scoring=None, config: Config | None = None, verbose: int = 1,
+                        **kwargs) -> list:
+    """Cross-validate a batch of separately written pipelines as ONE plan.
+
+    The way an ML agent emits them: each pipeline builds its own ``skrub.var``
+    over the same data. Their plans are converted separately; wherever two
+    pipelines compute the same thing on the same data (same lineage key: same
+    operators, parameters and inputs) it is computed once, fold by fold, and
+    everything independent runs in parallel.
+
+    Returns one table per pipeline, each equal to what
+    ``data_op.skb.cross_validate(environment, cv=cv, scoring=scoring)`` returns.
+
+    >>> import numpy as np, pandas as pd, skrub, stratumlite
+    >>> from sklearn.linear_model import Ridge
+    >>> df = pd.DataFrame({"a": np.arange(30.0), "y": np.arange(30.0) * 2})
+    >>> def pipeline(alpha):
+    ...     data = skrub.var("data", df)
+    ...     X = data[["a"]].skb.mark_as_X()
+    ...     return X.skb.apply(Ridge(alpha=alpha), y=data["y"].skb.mark_as_y())
+    >>> tables = stratumlite.cross_validate_many([pipeline(1.0), pipeline(2.0)], cv=3,
+    ...                                          verbose=0)
+    >>> [list(t.columns) for t in tables][0]
+    ['fit_time', 'score_time', 'test_score']
+    """
+    import pandas as pd
+
+    config = (config or Config.from_env())
+    config = config.replace(n_workers=_workers(kwargs.pop("n_jobs", None), config))
+    if "return_estimator" in kwargs:
+        raise TypeError("Use `return_learner` instead of `return_estimator`.")
+    return_learner = kwargs.pop("return_learner", False)
+    prepared = []
+    progress = _Progress(verbose, f"{len(data_ops)} pipelines")
+    with Session(config, on_done=progress, kind="cross_validate_many") as session:
+        groups = []
+        for data_op in data_ops:
+            data_op = frontend.as_data_op(data_op)
+            env = (frontend.fit_environment(data_op) if environment is None
+                   else environment)
+            data_op = data_op.skb.clone()
+            X, y, splitter = adapter.compute_cv_data(data_op, env, cv)
+            engine = SearchEngine(data_op, env, session, X, y)
+            estimator = adapter.PlanPipeline(data_op, _shared_env(env), adapter.shared(engine))
+            cvo = check_cv(splitter if splitter is not None else cv, y,
+                           classifier=is_classifier(estimator))
+            splits = list(cvo.split(X, y))
+            methods = adapter.response_methods(scoring, estimator, data_op)
+            tasks = engine.plan_tasks([adapter.assignment_of(data_op)], splits, methods,
+                                      bool(kwargs.get("return_train_score")))
+            groups.append((engine, tasks))
+            prepared.append((engine, estimator, y, splits))
+        run_tasks(session, groups)
+        tables = []
+        for engine, estimator, y, splits in prepared:
+            result = model_selection.cross_validate(
+                estimator, adapter.row_proxy(engine.n_rows), y, cv=splits, scoring=scoring,
+                return_estimator=return_learner, **kwargs)
+            if (fitted := result.pop("estimator", None)) is not None:
+                result["learner"] = [engine.learner_for(p) for p in fitted]
+            if (indices := result.pop("indices", None)) is not None:
+                result["train_indices"] = indices["train"]
+                result["test_indices"] = indices["test"]
+            tables.append(pd.DataFrame(result))
+        progress.close()
+    return tables

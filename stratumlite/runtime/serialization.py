@@ -359,13 +359,17 @@ def dump_pickle(obj, path: Path, *, checksum: bool = True, fsync: bool = False) 
 def _read_checked(path: Path, info: FileInfo | None, verify: bool) -> bytes:
     with open(path, "rb") as f:
         data = f.read()
+    _check(path, data, info, verify)
+    return data
+
+
+def _check(path: Path, data: bytes, info: FileInfo | None, verify: bool) -> None:
     if info is not None and verify:
         if len(data) != info.bytes:
             raise CorruptFileError(
                 f"{path.name}: {len(data)} bytes instead of {info.bytes} (truncated?)")
         if info.sha256 and hashlib.sha256(data).hexdigest() != info.sha256:
             raise CorruptFileError(f"{path.name}: sha256 does not match the manifest")
-    return data
 
 
 def _read_npy(path: Path, info: FileInfo | None, verify: bool) -> np.ndarray:
@@ -378,7 +382,15 @@ def _read_npy(path: Path, info: FileInfo | None, verify: bool) -> np.ndarray:
                 f"{path.name}: {size} bytes instead of {info.bytes} (truncated?)")
         try:
             version = fmt.read_magic(f)
-            shape, fortran, dtype = fmt._read_array_header(f, version)
+            if version == (1, 0):
+                shape, fortran, dtype = fmt.read_array_header_1_0(f, max_header_size=2**20)
+            elif version == (2, 0):
+                shape, fortran, dtype = fmt.read_array_header_2_0(f, max_header_size=2**20)
+            else:  # 3.0 (utf8 field names): rare, let numpy read it
+                f.seek(0)
+                data = f.read()
+                _check(path, data, info, verify)
+                return np.load(io.BytesIO(data), allow_pickle=False)
         except ValueError as e:
             raise CorruptFileError(f"{path.name}: bad header ({e})") from None
         header_len = f.tell()

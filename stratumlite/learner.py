@@ -61,6 +61,7 @@ class Learner:
         self.config = config
         self.state_: dict[str, Any] = {}
         self.fit_key_: str | None = None
+        self.input_schema_: dict[str, dict[str, str]] = {}
         self.data_op = None  # set by the skrub drop-in (for skrub.cross_validate)
         self._is_fitted = False
 
@@ -103,6 +104,7 @@ class Learner:
                 (result,) = session.run([task])
                 self.state_ = session.fitted_state(binding, self.plan.nodes("key"))
                 self.fit_key_ = binding.key
+                self.input_schema_ = _schemas(env, self.variables())
                 self._is_fitted = True
                 return result
             fit_binding = Binding({}, key=self.fit_key_, label="learner fit")
@@ -136,19 +138,45 @@ class Learner:
         """The final estimator's ``score`` on ``environment`` (skrub's score mode)."""
         return self._run("score", environment)
 
+    def variables(self, mode: str = "predict") -> list[str]:
+        """Names of the variables evaluating in ``mode`` reads (dead branches
+        such as ``y`` when predicting are left out)."""
+        from .plan import live_nodes
+
+        live = live_nodes(self.plan.outputs, mode)
+        names = []
+        for node in self.plan.nodes("key"):
+            name = getattr(node.op, "var_name", None)
+            if name is not None and node.key in live and name not in names:
+                names.append(name)
+        return names
+
     # --- pickling (cloudpickle, so lambdas in the plan survive) -----------
     def __getstate__(self):
         payload = cloudpickle.dumps(
             (self.plan, self.modes, self.scoring, self.description, self.state_,
-             self._is_fitted, self.fit_key_)
+             self._is_fitted, self.fit_key_, getattr(self, "input_schema_", {}))
         )
         return {"payload": payload}
 
     def __setstate__(self, state):
         (self.plan, self.modes, self.scoring, self.description, self.state_,
-         self._is_fitted, self.fit_key_) = pickle.loads(state["payload"])
+         self._is_fitted, self.fit_key_, self.input_schema_) = pickle.loads(state["payload"])
         self.config = None
         self.data_op = None
+
+
+def _schemas(env: dict, names: list[str]) -> dict[str, dict[str, str]]:
+    """Column name -> dtype text of each dataframe variable seen at fit time."""
+    out = {}
+    for name in names:
+        value = env.get(name)
+        schema = getattr(value, "schema", None)  # polars
+        if schema is not None and hasattr(value, "columns"):
+            out[name] = {c: str(t) for c, t in schema.items()}
+        elif hasattr(value, "dtypes") and hasattr(value, "columns"):  # pandas
+            out[name] = {str(c): str(t) for c, t in value.dtypes.items()}
+    return out
 
 
 def make_learner(data_op, *, fitted: bool = False, environment: dict | None = None,

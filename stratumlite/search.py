@@ -73,6 +73,8 @@ class SearchEngine:
         self._outputs: dict[tuple, Node] = {}
         self.failed: dict[str, BaseException] = {}
         self.evaluations = 0
+        self.modes = frontend.learner_modes(data_op)
+        self.scoring_node = frontend.find_scoring(data_op)
         self.normalize = not any(
             getattr(n.op, "reads_mode", lambda: False)() for n in self.plan.nodes("id")
         )
@@ -103,7 +105,7 @@ class SearchEngine:
     # --- evaluation (called by PlanPipeline through scikit-learn) -----------
     def evaluate(self, pipeline, mode: str, X_rows, y=None):
         self.evaluations += 1
-        node = self.output_for(adapter.assignment_of(pipeline.data_op))
+        node = self.output_for(pipeline.assignment)
         binding = self.binding_for(X_rows, y, y is not None)
         if mode in _FIT_MODES:
             task = self.session.request(node, mode, binding)
@@ -136,6 +138,7 @@ class SearchEngine:
         learner = Learner(plan, frontend.learner_modes(self.data_op),
                           description=node.op.label)
         learner.state_ = self.session.fitted_state(binding, plan.nodes("key"))
+        learner.fit_key_ = binding.key  # fitted-state identity (registry, lineage)
         learner._is_fitted = True
         return learner
 

@@ -88,6 +88,51 @@ class PlanPipeline(_XyPipeline):
     def __init__(self, data_op, environment, engine):
         super().__init__(data_op, environment)
         self.engine = engine
+        self._assignment = {}
+
+    # The configuration lives on the pipeline, not on a clone of the DataOp:
+    # scikit-learn clones the estimator for every (candidate, fold), and
+    # cloning a DataOp graph costs milliseconds; the DataOp is shared, read-only.
+    def __sklearn_clone__(self):
+        new = type(self)(self.data_op, self.environment, self.engine)
+        new._assignment = dict(self._assignment)
+        return new
+
+    def get_params(self, deep=True):
+        params = {"data_op": self.data_op, "environment": self.environment,
+                  "engine": self.engine}
+        if deep:
+            params.update({f"data_op__{k}": v for k, v in self._assignment.items()})
+        return params
+
+    def set_params(self, **params):
+        for key, value in params.items():
+            if key.startswith("data_op__"):
+                self._assignment[int(key.removeprefix("data_op__"))] = value
+            elif key in ("data_op", "environment", "engine"):
+                setattr(self, key, value)
+            else:
+                raise ValueError(f"Invalid parameter {key!r} for {type(self).__name__}.")
+        return self
+
+    @property
+    def assignment(self) -> dict:
+        return dict(self._assignment)
+
+    def __getattr__(self, name):
+        # skrub looks up the supported methods by walking the graph on every
+        # call; the engine knows them once.
+        if name.startswith("_") or name not in self.engine.obj.modes:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+        def method(*args, **kwargs):
+            if name == "score":
+                return self._score(*args, **kwargs)
+            result = self._eval_in_mode(name, *args, **kwargs)
+            return self if name == "fit" else result
+
+        method.__name__ = name
+        return method
 
     def _eval_in_mode(self, mode, X, y=None):
         result = self.engine.obj.evaluate(self, mode, X, y)
@@ -101,7 +146,7 @@ class PlanPipeline(_XyPipeline):
     def _score(self, X, y=None, cast_to_float=True, return_predictions=False):
         # skrub's _XyPipeline._score, with the caching estimator evaluated by
         # the engine rather than by skrub.
-        score_node = find_scoring_node(self.data_op)
+        score_node = self.engine.obj.scoring_node
         if score_node is None:
             result = self._eval_in_mode("score", X, y)
             return (result, {}) if return_predictions else result
@@ -113,6 +158,7 @@ class PlanPipeline(_XyPipeline):
         all_scores = []
         caching = _CachingPlanPipeline(self.data_op, self.environment, self.engine,
                                        X_id=id(X), cache={})
+        caching._assignment = dict(self._assignment)
         caching._is_fitted = getattr(self, "_is_fitted", False)
         caching._sl_fit = getattr(self, "_sl_fit", None)
         for scorer_info in scorers:
@@ -131,6 +177,11 @@ class _CachingPlanPipeline(PlanPipeline):
         super().__init__(data_op, environment, engine)
         self.X_id = X_id
         self.cache = cache
+
+    def __sklearn_clone__(self):
+        new = type(self)(self.data_op, self.environment, self.engine, self.X_id, self.cache)
+        new._assignment = dict(self._assignment)
+        return new
 
     def _eval_in_mode(self, mode, X, y=None):
         if y is not None or id(X) != self.X_id:

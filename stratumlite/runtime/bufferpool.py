@@ -115,8 +115,9 @@ class BufferPool(MutableMapping):
                 return self._mem[key]
             if key not in self._spilled:
                 raise KeyError(key)
-            directory, written = self._spilled.pop(key)
+            directory, written = self._spilled[key]
             value = read_value(directory, written, verify=False)
+            del self._spilled[key]
             shutil.rmtree(directory, ignore_errors=True)
             size = estimate_nbytes(value)
             self.events["reloaded"] += 1

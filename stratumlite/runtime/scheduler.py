@@ -429,8 +429,9 @@ class Scheduler:
         # release inputs whose last reader this was (buffer pool)
         for ck in st.inputs[key].values():
             st.refs[ck] -= 1
-            if st.refs[ck] <= 0 and ck not in st.keep and ck in st.tasks:
-                self.values.pop(ck, None)
+            if st.refs[ck] <= 0 and ck not in st.keep and ck in st.tasks \
+                    and ck in self.values:
+                del self.values[ck]  # not pop(): a spilled buffer is not read back
         for dep in st.dependents.get(key, ()):
             w = st.waiting.get(dep)
             if w is None or dep in st.done:
@@ -449,7 +450,7 @@ class Scheduler:
             stack.extend(st.dependents.get(k, ()))
 
 
-def make_executor(kind: str, workers: int):
+def make_executor(kind: str, workers: int, config=None):
     """Executor adapters: 'sequential' or 'threads' (processes/dask: see executors)."""
     if kind == "sequential" or workers <= 1:
         return SyncExecutor()
@@ -457,4 +458,4 @@ def make_executor(kind: str, workers: int):
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stratumlite")
     from .executors import make_external_executor
 
-    return make_external_executor(kind, workers)
+    return make_external_executor(kind, workers, config)

@@ -85,7 +85,8 @@ class Session:
     @property
     def executor(self):
         if self._executor is None:
-            self._executor = make_executor(self.config.executor, self.config.workers)
+            self._executor = make_executor(self.config.executor, self.config.workers,
+                                           self.config)
         return self._executor
 
     # --- binding & requests -------------------------------------------------

@@ -210,8 +210,30 @@ def _columns(X: Any) -> tuple[list[Any], int, int]:
         n, d = X.shape
         return [X.iloc[:, j] for j in range(d)], n, d
     if is_polars_frame(X):
+        # scikit-learn converts a polars frame as a whole (no ``iloc``): all
+        # columns share one numpy dtype.  Strings only -> object (kept as
+        # polars Series here); numbers only -> their common dtype.
+        import polars as pl
+
         n, d = X.shape
-        return [X.to_series(j) for j in range(d)], n, d
+        series = [X.to_series(j) for j in range(d)]
+        kinds = {
+            "str"
+            if (s.dtype == pl.String or isinstance(s.dtype, (pl.Categorical, pl.Enum)))
+            else "num"
+            for s in series
+        }
+        if kinds == {"str"}:
+            return series, n, d
+        if kinds == {"num"}:
+            for s in series:
+                _column_kind(s)
+            arrays = [s.to_numpy() for s in series]
+            common = np.result_type(*[a.dtype for a in arrays])
+            return [a.astype(common, copy=False) for a in arrays], n, d
+        raise _Unsupported(
+            "polars frame mixing strings and other dtypes (converted to object)"
+        )
     if isinstance(X, np.ndarray) and X.ndim == 2:
         n, d = X.shape
         return [X[:, j] for j in range(d)], n, d

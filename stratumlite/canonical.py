@@ -387,6 +387,15 @@ def _library_prefixes() -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=4096)
 def _is_library(module_name: str) -> bool:
+    if module_name == "stratumlite" or module_name.startswith("stratumlite."):
+        # stratumlite's own classes (plan templates, operators) are versioned
+        # with the package: by reference, like any installed library.
+        return True
+    return _is_library_module(module_name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_library_module(module_name: str) -> bool:
     """Whether a module belongs to an installed library (code that does not change
     while the environment stays the same), as opposed to user code."""
     if module_name == "__main__":

@@ -150,7 +150,9 @@ class PlanPipeline(_XyPipeline):
         if score_node is None:
             result = self._eval_in_mode("score", X, y)
             return (result, {}) if return_predictions else result
-        env = self._get_env(X, y)
+        # the scorers' kwargs may read X: evaluate them on the real rows, not
+        # on the proxy
+        env = self._get_env(self.engine.obj.rows_to_X(X), y)
         scorers = _evaluation.evaluate(
             score_node._skrub_impl.scorers, mode="fit_transform",
             environment=env, ancestor_data_op=self.data_op,

@@ -473,7 +473,12 @@ class _Converter:
         self.nodes: dict[int, Node] = {}  # id(DataOp | choice | match) -> Node
         self.scan_memo: dict[int, bool] = {}
         self._keep_alive: list = []
-        graph = _evaluation.choice_graph(root, check_Xy=False)
+        self.choice_ids: dict[int, int] = {}
+        self.choice_names: dict[int, str] = {}
+
+    def _number_choices(self) -> None:
+        """skrub's choice ids and display names (only walked when there are choices)."""
+        graph = _evaluation.choice_graph(self.root, check_Xy=False)
         self.choice_ids = {id(c): i for i, c in graph["choices"].items()}
         self.choice_names = graph["choice_display_names"]
 
@@ -523,7 +528,12 @@ class _Converter:
             stack.pop()
             visiting.discard(oid)
             self._keep_alive.append(obj)
-            self.nodes[oid] = self.build(obj)
+            self.nodes[oid] = None  # placeholder: ordered, built below
+        order = self._keep_alive
+        if any(isinstance(o, (_choosing.BaseChoice, _choosing.Match)) for o in order):
+            self._number_choices()
+        for obj in order:
+            self.nodes[id(obj)] = self.build(obj)
         return self.nodes[id(self.root)]
 
     # lifting a field value into a template + the inputs it references

@@ -125,3 +125,12 @@ def input_refs(template: Any) -> frozenset[int]:
     if t is slice:
         return input_refs((template.start, template.stop, template.step))
     return frozenset()
+
+
+def _register_tokens() -> None:
+    from ..canonical import register_tokenizer
+
+    register_tokenizer(InputRef, lambda ref: ref.index)
+
+
+_register_tokens()

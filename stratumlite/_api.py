@@ -138,10 +138,20 @@ def _explain_search(search, format):
     data["totals"] = analysis.totals(plan, stats["wall_seconds"], stats["workers"],
                                      _peak_rss())
     data["stats"] = stats
+    data["operator_selection"] = getattr(search, "operator_selection_", {})
     if format == "json":
         return data
     number = {n["key"]: n["id"] for n in data["nodes"]}
     s = stats
     head = (f"search: {s['configurations']} configurations x {s['folds']} folds; "
             f"fits executed {s['fits_executed']} (a naive search runs {s['fits_naive']})")
-    return head + "\n" + render_text(data) + "\n" + render_totals(data["totals"], number)
+    text = head + "\n" + render_text(data) + "\n" + render_totals(data["totals"], number)
+    selection = getattr(search, "operator_selection_", {})
+    if selection:
+        lines = ["operator selection:"]
+        for key, decisions in selection.items():
+            where = f"#{number[key]}" if key in number else key[:8]
+            for original, chosen, reason in decisions:
+                lines.append(f"  {where} {original} -> {chosen}: {reason}")
+        text += "\n" + "\n".join(lines)
+    return text

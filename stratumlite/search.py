@@ -46,7 +46,8 @@ from . import frontend
 from .config import Config
 from .errors import NotFittedError
 from .frontend import search_adapter as adapter
-from .learner import Learner
+from .learner import Learner, first_apply_node
+from .optimizer import OptimizerContext, select_operators
 from .optimizer.expand_choices import expand_configuration
 from .plan import Node, Plan, lineage_key
 from .runtime.session import Session
@@ -72,6 +73,7 @@ class SearchEngine:
         self._bindings: dict[tuple, Binding] = {}
         self._outputs: dict[tuple, Node] = {}
         self.failed: dict[str, BaseException] = {}
+        self.operator_selection: dict[str, list] = {}
         self.evaluations = 0
         self.modes = frontend.learner_modes(data_op)
         self.scoring_node = frontend.find_scoring(data_op)
@@ -79,12 +81,21 @@ class SearchEngine:
             getattr(n.op, "reads_mode", lambda: False)() for n in self.plan.nodes("id")
         )
 
+    def rows_to_X(self, X_rows):
+        """The real ``X`` rows behind scikit-learn's proxy (row numbers)."""
+        return _safe_indexing(self.X, np.asarray(X_rows).ravel())
+
     # --- configurations and folds -------------------------------------------
     def output_for(self, assignment: dict[int, Any]) -> Node:
         key = tuple(sorted((k, _hashable(v)) for k, v in assignment.items()))
         node = self._outputs.get(key)
         if node is None:
             node = expand_configuration(self.plan, assignment, "fit")
+            if self.session.config.operator_selection:
+                ctx = OptimizerContext(n_rows=self.n_rows)
+                selected = select_operators(Plan((node,)), ctx)
+                node = selected.output
+                self.operator_selection.update(selected.meta.get("operator_selection", {}))
             self._outputs[key] = node
         return node
 
@@ -125,7 +136,8 @@ class SearchEngine:
         if fit is None:
             raise AttributeError("'PlanPipeline' object has no attribute 'classes_'")
         node, binding = fit
-        impl = self.session.states.get((binding.key, node.key))
+        node = first_apply_node(node)
+        impl = self.session.states.get((binding.key, node.key)) if node is not None else None
         est = getattr(impl, "estimator_", None)
         if est is None or not hasattr(est, "classes_"):
             raise AttributeError("'PlanPipeline' object has no attribute 'classes_'")
@@ -298,6 +310,7 @@ class ParamSearch(adapter.SearchBase):
             if best is not None:
                 self.best_learner_ = engine.learner_for(best)
             self.records_ = list(session.records)
+            self.operator_selection_ = dict(engine.operator_selection)
             self.stats_ = _stats(engine, assignments, splits, pre, session,
                                  time.perf_counter() - start)
             self.errors_ = _errors(engine, assignments, splits)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import traceback
 from dataclasses import dataclass
-from types import SimpleNamespace
+from types import CodeType, FunctionType, SimpleNamespace
 from typing import Any
 
 import skrub
@@ -104,8 +104,25 @@ class SkrubOp(Operator):
         object.__setattr__(self, "kind", cls.__name__)
         object.__setattr__(self, "token", token)
         object.__setattr__(self, "label", label)
-        object.__setattr__(self, "reusable", not _has_unseeded_randomness(templates))
+        # skrub's ``no_cache=True`` (apply, apply_func, deferred): never reuse across runs
+        object.__setattr__(self, "reusable", not _has_unseeded_randomness(templates)
+                           and templates.get("no_cache") is not True)
         object.__setattr__(self, "field_inputs", {k: input_refs(v) for k, v in templates.items()})
+
+    def with_templates(self, label: str | None = None, **templates) -> SkrubOp:
+        """The same node with some field templates replaced (a new operator)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        merged = {**self.templates, **templates}
+        object.__setattr__(new, "templates", merged)
+        object.__setattr__(new, "static", {k: is_static(v) for k, v in merged.items()})
+        object.__setattr__(new, "field_inputs", {k: input_refs(v) for k, v in merged.items()})
+        meta = self.meta
+        object.__setattr__(new, "token", node_token(self.cls, meta["is_X"], meta["is_y"],
+                                                    meta["name"], merged))
+        if label is not None:
+            object.__setattr__(new, "label", label)
+        return new
 
     # --- information -----------------------------------------------------
     @property
@@ -410,11 +427,22 @@ def _has_unseeded_randomness(template: Any) -> bool:
         except Exception:
             return True
         return "random_state" in params and params["random_state"] is None
+    if t is FunctionType:
+        return _code_uses_random(template.__code__)
     if t in (list, tuple, set, frozenset):
         return any(_has_unseeded_randomness(x) for x in template)
     if t is dict:
         return any(_has_unseeded_randomness(x) for x in template.values())
     return False
+
+
+def _code_uses_random(code: CodeType) -> bool:
+    """Conservative: a function whose code names ``random`` (``np.random.rand``,
+    ``random.random``, ``rng = np.random.default_rng(0)``) may draw unseeded
+    random numbers, so its results are not reused across runs."""
+    if "random" in code.co_names or "random" in code.co_varnames:
+        return True
+    return any(isinstance(c, CodeType) and _code_uses_random(c) for c in code.co_consts)
 
 
 # --------------------------------------------------------------------------
@@ -600,19 +628,23 @@ class _Converter:
         return Node(SkrubOp(impl, templates, token, label), tuple(inputs), name=impl.name)
 
     def token(self, impl, templates) -> str:
-        cls = type(impl)
-        # The name is part of the key: a named node can be overridden by the
-        # environment ({name: value}), so two equal computations with different
-        # names are not interchangeable.
-        flags = (bool(impl.is_X), bool(impl.is_y), impl.name)
-        if cls is _data_ops.Var:
-            value = templates["value"]
-            data = None if value is NULL else fingerprint(value)
-            return tokenize(("Var", templates["name"], templates["becomes_default"], data))
-        form = {k: token_form(v) for k, v in templates.items()}
-        if cls is _data_ops.Call:
-            form["func"] = _call_func_token_form(form)
-        return tokenize((cls.__module__, cls.__qualname__, flags, form))
+        return node_token(type(impl), impl.is_X, impl.is_y, impl.name, templates)
+
+
+def node_token(cls, is_X, is_y, name, templates) -> str:
+    """The canonical token of a skrub node: class, flags, name, field templates."""
+    # The name is part of the key: a named node can be overridden by the
+    # environment ({name: value}), so two equal computations with different
+    # names are not interchangeable.
+    flags = (bool(is_X), bool(is_y), name)
+    if cls is _data_ops.Var:
+        value = templates["value"]
+        data = None if value is NULL else fingerprint(value)
+        return tokenize(("Var", templates["name"], templates["becomes_default"], data))
+    form = {k: token_form(v) for k, v in templates.items()}
+    if cls is _data_ops.Call:
+        form["func"] = _call_func_token_form(form)
+    return tokenize((cls.__module__, cls.__qualname__, flags, form))
 
 
 def _call_func_token_form(form: dict):

@@ -12,6 +12,7 @@ what each changed (nodes before and after, what merged).
 >>> for r in result.log:
 ...     print(r["rule"], r["nodes_before"], r["nodes_after"])
 expand_choices 4 4
+select_operators 4 4
 eliminate_common_subexpressions 4 3
 eliminate_dead_nodes 3 3
 """
@@ -25,6 +26,7 @@ from ..plan import Plan
 from .eliminate_common_subexpressions import eliminate_common_subexpressions
 from .eliminate_dead_nodes import eliminate_dead_nodes
 from .expand_choices import expand_choices
+from .select_operators import select_operators
 
 
 @dataclass
@@ -42,6 +44,8 @@ class OptimizerContext:
     assignments: list[dict[int, Any]] | None = None
     all_configurations: bool = False
     mode: str = "fit_transform"
+    n_rows: int | None = None  # rows the plan will see (operator selection's cost rule)
+    operator_selection: bool = True
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -60,10 +64,13 @@ class Rule(Protocol):
 # Order matters:
 # 1. expand_choices first: it turns choices into plain nodes, which creates the
 #    duplicates CSE merges (configurations sharing a prefix);
-# 2. eliminate_common_subexpressions: hash-consing by lineage key;
-# 3. eliminate_dead_nodes last: it needs the final shape to know what a mode reads.
+# 2. select_operators: swaps estimators for kernels; equal swaps give equal keys,
+#    so it runs before CSE merges them;
+# 3. eliminate_common_subexpressions: hash-consing by lineage key;
+# 4. eliminate_dead_nodes last: it needs the final shape to know what a mode reads.
 RULES: tuple[Rule, ...] = (
     expand_choices,
+    select_operators,
     eliminate_common_subexpressions,
     eliminate_dead_nodes,
 )
@@ -104,4 +111,5 @@ __all__ = [
     "eliminate_dead_nodes",
     "expand_choices",
     "optimize",
+    "select_operators",
 ]

@@ -258,7 +258,8 @@ class SkrubOp(Operator):
         try:
             if hasattr(impl, "eval"):
                 result = yield from self._drive(
-                    impl.eval(mode=mode, environment=ctx.environment), impl)
+                    impl.eval(mode=mode, environment=ctx.environment), impl,
+                    ctx.extra.get("threads", 1))
             else:
                 fields = {}
                 for name in self.cls._fields:
@@ -278,7 +279,7 @@ class SkrubOp(Operator):
             ctx.state[ctx.node.key] = impl
         return result
 
-    def _drive(self, gen, impl):
+    def _drive(self, gen, impl, threads: int = 1):
         value = None
         estimator_field = impl.__dict__.get("estimator", _NO_FIELD)
         while True:
@@ -295,6 +296,8 @@ class SkrubOp(Operator):
                     # outcome) is shared by every consumer of that input: fit a
                     # private clone, as skrub clones at each evaluation.
                     value = skl_clone(value)
+                if request is estimator_field and isinstance(value, BaseEstimator):
+                    value = _with_thread_budget(value, threads)
 
 
 class ValueOp(Operator):
@@ -404,6 +407,28 @@ class ChoiceMatchOp(Operator):
         except ValueError:
             raise KeyError(outcome) from None
         return (yield Need(1 + position))
+
+
+# Estimators whose ``n_jobs`` means threads in this process (OpenMP or joblib's
+# threading backend): the runtime's budget is applied to them when the user left
+# ``n_jobs=None``. Process-based ``n_jobs`` (joblib's loky) is left alone.
+_THREADED_N_JOBS = ("LGBMRegressor", "LGBMClassifier", "LGBMRanker", "LGBMModel",
+                    "RandomForestRegressor", "RandomForestClassifier",
+                    "ExtraTreesRegressor", "ExtraTreesClassifier")
+
+
+def _with_thread_budget(estimator, threads: int):
+    """The estimator with the node's thread budget as ``n_jobs`` (on a clone)."""
+    if type(estimator).__name__ not in _THREADED_N_JOBS:
+        return estimator
+    try:
+        if estimator.get_params(deep=False).get("n_jobs") is not None:
+            return estimator
+    except Exception:
+        return estimator
+    estimator = skl_clone(estimator)
+    estimator.set_params(n_jobs=threads)
+    return estimator
 
 
 def _short(obj: Any, width: int = 30) -> str:

@@ -94,8 +94,8 @@ def _load_cached(cache: ResultStore, key: str) -> Done:
     return Done(value, state, 0.0)
 
 
-def _run_and_store(cache: ResultStore | None, task: Task, inputs, state):
-    outcome = run_task(task, inputs, state)
+def _run_and_store(cache: ResultStore | None, task: Task, inputs, state, threads: int = 1):
+    outcome = run_task(task, inputs, state, threads)
     if cache is not None and isinstance(outcome, Done):
         stored = cache.put(task.key, (outcome.value, outcome.state), outcome.seconds)
         outcome.stored = stored
@@ -369,7 +369,7 @@ class Scheduler:
         else:
             cache = self.cache if self.cache is not None and self.reusable(task.node) else None
             fut = self.executor.submit(_with_budget, threads, _run_and_store, cache, task,
-                                       inputs, state)
+                                       inputs, state, threads)
         fut.add_done_callback(deliver)
 
     def _state_for(self, task: Task) -> dict:

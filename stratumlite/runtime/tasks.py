@@ -113,7 +113,8 @@ class Missing:
     index: int  # the input the operator asked for and was not given
 
 
-def run_task(task: Task, inputs: dict[int, Any], state: dict) -> Done | Missing:
+def run_task(task: Task, inputs: dict[int, Any], state: dict,
+             threads: int = 1) -> Done | Missing:
     """Run one task given its inputs' values (a pure function of its arguments).
 
     ``state`` holds the fitted copies this node may read. Returns
@@ -122,7 +123,7 @@ def run_task(task: Task, inputs: dict[int, Any], state: dict) -> Done | Missing:
     """
     node = task.node
     ctx = EvalContext(mode=task.mode, environment=task.binding.env, state=dict(state),
-                      node=node)
+                      node=node, extra={"threads": threads})
     gen = node.op.evaluate(ctx)
     value: Any = None
     start = time.perf_counter()

@@ -254,6 +254,7 @@ class Analysis:
         m = self.metrics.setdefault(key, {"seconds": 0.0, "threads": 0, "tasks": 0,
                                           "cache_statuses": []})
         m["seconds"] += record.seconds
+        m["max_task_seconds"] = max(m.get("max_task_seconds", 0.0), record.seconds)
         m["threads"] = max(m["threads"], record.threads)
         m["tasks"] += 1
         if record.status not in m["cache_statuses"]:
@@ -270,12 +271,15 @@ class Analysis:
                spilled: int = 0) -> dict:
         nodes = plan.nodes("key")
         secs = {n.key: self.metrics.get(n.key, {}).get("seconds", 0.0) for n in nodes}
-        # critical path: the longest chain of node times through the DAG
+        longest = {n.key: self.metrics.get(n.key, {}).get("max_task_seconds", 0.0)
+                   for n in nodes}
+        # critical path: the longest chain of single-task times through the DAG
+        # (tasks of one node on different folds run side by side)
         best: dict[str, tuple[float, list[str]]] = {}
         for n in nodes:
             prev = max((best[i.key] for i in n.inputs), default=(0.0, []),
                        key=lambda t: t[0])
-            best[n.key] = (prev[0] + secs[n.key], prev[1] + [n.key])
+            best[n.key] = (prev[0] + longest[n.key], prev[1] + [n.key])
         crit = max(best.values(), key=lambda t: t[0]) if best else (0.0, [])
         total = sum(secs.values())
         return {

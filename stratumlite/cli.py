@@ -285,7 +285,7 @@ def _details_text(details: dict) -> str:
     if isinstance(params, dict):
         changed = params.get("changed", {})
         for k, (a, b) in changed.items():
-            parts.append(f"{k}: {_compact(a)} -> {_compact(b)}")
+            parts.extend(_leaf_changes(a, b, k))
         if params.get("added"):
             parts.append("added " + ", ".join(params["added"]))
         if params.get("removed"):
@@ -299,6 +299,21 @@ def _details_text(details: dict) -> str:
     if details.get("inputs"):
         parts.append("inputs " + ", ".join(map(str, details["inputs"])))
     return "; ".join(parts)
+
+
+def _leaf_changes(a: Any, b: Any, path: str, limit: int = 6) -> list[str]:
+    """``path.to.leaf: a -> b`` for the values that differ in two nested dicts."""
+    out: list[str] = []
+    stack = [(path, a, b)]
+    while stack and len(out) < limit:
+        where, x, y = stack.pop(0)
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in sorted(set(x) | set(y)):
+                if x.get(k) != y.get(k):
+                    stack.append((f"{where}.{k}", x.get(k), y.get(k)))
+        elif x != y:
+            out.append(f"{where}: {_compact(x)} -> {_compact(y)}")
+    return out
 
 
 @app.command()
@@ -507,8 +522,8 @@ def load_script(script: Path) -> tuple[Any, dict | None]:
             f"script {script} defines no DataOp: define a module-level `data_op` or a "
             "function `make_data_op()` returning one")
     if not isinstance(data_op, skrub.DataOp):
-        raise CLIError(f"{where} in {script} is a {type(data_op).__name__}, not a skrub "
-                       "DataOp")
+        raise CLIError(f"{where} in {script} is not a skrub DataOp (got "
+                       f"{type(data_op).__name__})")
     search = namespace.get("SEARCH")
     if search is not None and not isinstance(search, dict):
         raise CLIError(f"SEARCH in {script} must be a dict of search arguments "

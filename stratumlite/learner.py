@@ -35,6 +35,22 @@ _FITTING = ("fit", "fit_transform")
 _PREDICT_LIKE = ("predict", "predict_proba", "decision_function", "transform", "score")
 
 
+def first_apply_node(node):
+    """The ``Apply`` node skrub's ``find_first_apply`` finds (the final
+    estimator): pre-order, inputs in field order. The output itself may be a
+    wrapper such as ``.skb.with_scoring``'s node."""
+    stack, seen = [node], set()
+    while stack:
+        n = stack.pop()
+        if n.key in seen:
+            continue
+        seen.add(n.key)
+        if n.op.kind == "Apply":
+            return n
+        stack.extend(reversed(n.inputs))
+    return None
+
+
 class Learner:
     """A learner over a DataOp's plan, with skrub's ``SkrubLearner`` interface.
 
@@ -76,8 +92,8 @@ class Learner:
     @property
     def classes_(self):
         """``classes_`` of the final estimator (classification)."""
-        node = self.plan.output
-        impl = self.state_.get(node.key)
+        node = first_apply_node(self.plan.output)
+        impl = self.state_.get(node.key) if node is not None else None
         est = getattr(impl, "estimator_", None)
         if est is None or not hasattr(est, "classes_"):
             raise AttributeError("'Learner' object has no attribute 'classes_'")

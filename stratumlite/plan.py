@@ -113,6 +113,12 @@ class Operator:
         schedulers that start inputs ahead of time; never a promise."""
         return None
 
+    def inputs_read(self, mode: str, inner: bool) -> frozenset[int] | None:
+        """Every input the operator may read in ``mode`` (None: all): a sound
+        superset of ``needed_inputs`` (which may leave out inputs asked for
+        later, e.g. the branch an ``if_else`` takes), used for liveness."""
+        return self.needed_inputs(mode, inner)
+
     def reads_state_of(self) -> tuple[int, ...]:
         """Indices of inputs whose fitted state this operator reads."""
         return ()
@@ -316,7 +322,7 @@ def normalize_mode(mode: str, inner: bool, reads_mode: bool = False) -> str:
 def live_nodes(outputs, mode: str) -> frozenset[str]:
     """Keys of the nodes evaluating ``outputs`` in ``mode`` may read.
 
-    Follows each operator's ``needed_inputs`` (all inputs when it cannot
+    Follows each operator's ``inputs_read`` (all inputs when it cannot
     tell), propagating skrub's "inner estimator" context.
     """
     seen: set[tuple[str, bool]] = set()
@@ -329,7 +335,7 @@ def live_nodes(outputs, mode: str) -> frozenset[str]:
         seen.add((node.key, inner))
         live.add(node.key)
         node_mode = normalize_mode(mode, inner)
-        needed = node.op.needed_inputs(node_mode, inner)
+        needed = node.op.inputs_read(node_mode, inner)
         child_inner = inner or node.op.is_model_step()
         indices = range(len(node.inputs)) if needed is None else needed
         for i in indices:

@@ -151,11 +151,12 @@ class PlanPipeline(_XyPipeline):
             result = self._eval_in_mode("score", X, y)
             return (result, {}) if return_predictions else result
         # the scorers' kwargs may read X: evaluate them on the real rows, not
-        # on the proxy
+        # on the proxy; clear=True: the DataOp is shared by every (candidate,
+        # fold), so skrub's per-node result cache must not leak across folds
         env = self._get_env(self.engine.obj.rows_to_X(X), y)
         scorers = _evaluation.evaluate(
             score_node._skrub_impl.scorers, mode="fit_transform",
-            environment=env, ancestor_data_op=self.data_op,
+            environment=env, ancestor_data_op=self.data_op, clear=True,
         )
         all_scores = []
         caching = _CachingPlanPipeline(self.data_op, self.environment, self.engine,

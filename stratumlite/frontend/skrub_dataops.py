@@ -202,6 +202,18 @@ class SkrubOp(Operator):
             return None
         return frozenset().union(*(self.field_inputs[f] for f in fields))
 
+    def inputs_read(self, mode: str, inner: bool) -> frozenset[int] | None:
+        """``needed_inputs`` plus what is asked for later: the branch of an
+        ``if_else`` / ``match`` (data-dependent: all of them) and the
+        per-method ``kwargs`` of an ``Apply``."""
+        name = self.cls.__name__
+        if name in ("IfElse", "Match"):
+            return None
+        needed = self.needed_inputs(mode, inner)
+        if name == "Apply" and needed is not None:
+            needed = needed | frozenset(self.field_inputs["kwargs"])
+        return needed
+
     def _private_copy(self):
         impl = object.__new__(self.cls)
         d = impl.__dict__
@@ -399,6 +411,9 @@ class ChoiceMatchOp(Operator):
 
     def needed_inputs(self, mode: str, inner: bool) -> frozenset[int] | None:
         return frozenset((0,))
+
+    def inputs_read(self, mode: str, inner: bool) -> frozenset[int] | None:
+        return None  # the target read depends on the choice's outcome
 
     def evaluate(self, ctx):
         outcome = yield Need(0)

@@ -457,7 +457,7 @@ def _code_hash(found: list) -> str | None:
         if isinstance(obj, type):
             n += 1
             h.update(f"class {obj.__qualname__}".encode())
-            for attr, member in sorted(vars(obj).items()):
+            for _, member in sorted(vars(obj).items(), key=lambda kv: kv[0]):
                 if isinstance(member, staticmethod | classmethod):
                     member = member.__func__
                 if isinstance(member, types.FunctionType):

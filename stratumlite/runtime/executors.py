@@ -65,6 +65,7 @@ instead of once per task.
 from __future__ import annotations
 
 import io
+import mmap
 import multiprocessing
 import os
 import pickle
@@ -349,10 +350,10 @@ def _read_wire_buffers(wire) -> list:
             out.append(item[1])
             continue
         _, path, nbytes = item
-        buf = bytearray(nbytes)
-        with open(path, "rb") as f:
-            if f.readinto(buf) != nbytes:
-                raise StratumliteError(f"short read of a task buffer ({path})")
+        with open(path, "rb") as f:  # a private copy-on-write mapping: no copy
+            if os.fstat(f.fileno()).st_size != nbytes:
+                raise StratumliteError(f"short task buffer ({path})")
+            buf = mmap.mmap(f.fileno(), nbytes, access=mmap.ACCESS_COPY)
         os.unlink(path)
         out.append(buf)
     return out
@@ -384,6 +385,24 @@ def _process_entry(namespace: str, directory: str, header: bytes, wire, refs):
     return _pack_result(_call(fn, args), directory)
 
 
+def _preload_forkserver(ctx) -> None:
+    """Have the fork server import stratumlite once, so workers start warm.
+
+    Adds to the preload list (does not replace it); no effect once the fork
+    server runs (it is one per process, started on first use).
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    current = list(getattr(server, "_preload_modules", None) or ["__main__"])
+    wanted = [m for m in _PRELOAD if m not in current]
+    if wanted and getattr(server, "_forkserver_pid", None) is None:
+        ctx.set_forkserver_preload(current + wanted)
+
+
+_PRELOAD = ("stratumlite.runtime.executors", "stratumlite.runtime.scheduler", "numba")
+
+
 class ProcessExecutor:
     """Tasks in a local ``ProcessPoolExecutor`` (forkserver), see module docstring.
 
@@ -396,6 +415,8 @@ class ProcessExecutor:
 
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if ctx.get_start_method() == "forkserver":
+            _preload_forkserver(ctx)
         self.workers = workers
         self._dir = _spool_dir()
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
@@ -445,8 +466,16 @@ def _dask_entry(namespace: str, header: bytes, buffers: list, blobs: dict):
     """Runs on a Dask worker; ``blobs`` (reference -> blob) arrive as data."""
     objects = _worker_objects(namespace, list(blobs), blobs.__getitem__)
     fn, args = _loads(header, buffers, objects)
-    header, wire = _pack_result(_call(fn, args))
-    return header, [item[1] for item in wire]
+    return _pack_dask_result(_call(fn, args))
+
+
+def _pack_dask_result(result):
+    try:
+        header, buffers, _ = _dumps(result)
+    except Exception:  # noqa: BLE001 - let _pack_result build the error
+        header, wire = _pack_result(result)
+        return header, [item[1] for item in wire]
+    return header, [b.raw() for b in buffers]  # Dask sends memoryviews as frames
 
 
 def dask_key(fn, args) -> str | None:
@@ -510,6 +539,9 @@ class DaskExecutor:
         msg = self._shipper.pack((fn, args))
         key = dask_key(fn, args)
         buffers = [b.raw() for b in msg.buffers]
+        # large buffers go to a worker directly, not through the task graph
+        buffers = [self.client.scatter(b, hash=False) if b.nbytes >= FILE_THRESHOLD else b
+                   for b in buffers]
         blobs = {r: self._blobs[r] for r in msg.refs}
         self.stats["tasks"] += 1
         kwargs = {"key": key, "pure": True} if key is not None else {"pure": False}

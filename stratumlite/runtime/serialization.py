@@ -163,7 +163,7 @@ def _default_str_dtype():
     return pd.Index(["a"]).dtype
 
 
-def _pandas_dtype_ok(dtype) -> bool:
+def _pandas_dtype_ok(dtype, nrows: int) -> bool:
     import pandas as pd
 
     if isinstance(dtype, np.dtype):
@@ -176,8 +176,8 @@ def _pandas_dtype_ok(dtype) -> bool:
         return False
     if isinstance(dtype, pd.DatetimeTZDtype):
         return dtype.unit in ("ms", "us", "ns")
-    if isinstance(dtype, pd.CategoricalDtype):
-        return dtype.categories.dtype == _default_str_dtype()
+    if isinstance(dtype, pd.CategoricalDtype):  # without rows, categories are lost
+        return nrows > 0 and dtype.categories.dtype == _default_str_dtype()
     if isinstance(dtype, pd.StringDtype):
         return True
     # nullable masked dtypes (Int64, Float64, boolean, ...)
@@ -207,8 +207,8 @@ def _pandas_frame_ok(df) -> bool:
     import pandas as pd
 
     columns = df.columns
-    if df.attrs or not df.flags.allows_duplicate_labels:
-        return False
+    if df.attrs or not df.flags.allows_duplicate_labels or len(columns) == 0:
+        return False  # (parquet drops the rows of a frame without columns)
     if type(columns) is not pd.Index or columns.dtype != _default_str_dtype():
         return False
     if not _pandas_label_ok(columns.name) or not columns.is_unique:
@@ -217,7 +217,7 @@ def _pandas_frame_ok(df) -> bool:
         return False
     if not _pandas_index_ok(df.index, set(columns)):
         return False
-    return all(_pandas_dtype_ok(t) for t in df.dtypes)
+    return all(_pandas_dtype_ok(t, len(df)) for t in df.dtypes)
 
 
 def _json_label_ok(name) -> bool:
@@ -226,7 +226,7 @@ def _json_label_ok(name) -> bool:
 
 def _pandas_series_ok(s) -> bool:
     return (not s.attrs and s.flags.allows_duplicate_labels and _json_label_ok(s.name)
-            and _pandas_index_ok(s.index, {_SERIES_COLUMN}) and _pandas_dtype_ok(s.dtype))
+            and _pandas_index_ok(s.index, {_SERIES_COLUMN}) and _pandas_dtype_ok(s.dtype, len(s)))
 
 
 def _polars_dtype_ok(dtype) -> bool:

@@ -17,6 +17,8 @@ too; nothing here changes the thread count.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numba
@@ -26,9 +28,46 @@ NJIT = {"cache": True, "nogil": True}
 NJIT_PAR = {"cache": True, "nogil": True, "parallel": True}
 
 
+#: below this many elements per thread a parallel region costs more than it
+#: saves (and on an oversubscribed machine a barrier can cost a time slice)
+MIN_WORK_PER_THREAD = 250_000
+
+
 def n_threads() -> int:
     """The numba thread count of the calling thread (read at call time)."""
     return int(numba.get_num_threads())
+
+
+@contextmanager
+def kernel_threads(n: int) -> Iterator[int]:
+    """Run the kernels of this block on ``n`` threads (clamped to numba's pool).
+
+    Restores the previous count on exit.  numba's thread count is per calling
+    thread, so concurrent blocks on other threads are not affected.
+    """
+    previous = numba.get_num_threads()
+    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        numba.set_num_threads(previous)
+
+
+@contextmanager
+def work_scope(work: int) -> Iterator[int]:
+    """Use at most the caller's thread count, fewer for small inputs.
+
+    ``work`` is the number of elements the kernels of the block touch; each
+    thread gets at least :data:`MIN_WORK_PER_THREAD` of them.
+    """
+    available = n_threads()
+    want = max(1, min(available, int(work) // MIN_WORK_PER_THREAD))
+    if want == available:
+        yield available
+    else:
+        with kernel_threads(want) as used:
+            yield used
 
 
 def is_pandas_frame(X: Any) -> bool:

@@ -68,11 +68,7 @@ from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import KernelMixin, params_of, unwrapped
-from ._common import (
-    NJIT_PAR,
-    is_pandas_frame,
-    is_polars_frame,
-)
+from ._common import NJIT_PAR, is_pandas_frame, is_polars_frame, work_scope
 
 try:  # scikit-learn >= 1.8
     from sklearn.utils import _align_api_if_sparse
@@ -551,8 +547,9 @@ class FastOneHotEncoder(_FastEncoderMixin, OneHotEncoder):
             ok, reason = False, "sparse output with a dataframe output (raises)"
         if ok:
             try:
-                codes = self._fast_codes(X)
-                out = self._fast_one_hot(codes)
+                with work_scope(X.shape[0] * X.shape[1]):
+                    codes = self._fast_codes(X)
+                    out = self._fast_one_hot(codes)
                 self._record_path("transform", True, "ok")
                 return out
             except _Unsupported as exc:
@@ -603,7 +600,11 @@ class FastOneHotEncoder(_FastEncoderMixin, OneHotEncoder):
         dtype = np.dtype(self.dtype)
         if not self.sparse_output:
             out = np.zeros((n, n_out), dtype=dtype)
-            _ohe_fill_dense(codes, drop, offsets, dtype.type(1), out)
+            # write the bit pattern of ``dtype(1)`` through an unsigned view:
+            # one compiled kernel per item size instead of one per dtype
+            bits = np.dtype(f"u{dtype.itemsize}")
+            one = np.array(1, dtype=dtype).view(bits)[()]
+            _ohe_fill_dense(codes, drop, offsets, one, out.view(bits))
             return out
         counts = _ohe_row_counts(codes, drop)
         indptr64 = np.cumsum(counts)
@@ -644,8 +645,9 @@ class FastOrdinalEncoder(_FastEncoderMixin, OrdinalEncoder):
         ok, reason = supports_ordinal_encoder(self, X)
         if ok:
             try:
-                codes = self._fast_codes(X)
-                out = self._fast_ordinal(codes)
+                with work_scope(X.shape[0] * X.shape[1]):
+                    codes = self._fast_codes(X)
+                    out = self._fast_ordinal(codes)
                 self._record_path("transform", True, "ok")
                 return out
             except _Unsupported as exc:
@@ -661,15 +663,12 @@ class FastOrdinalEncoder(_FastEncoderMixin, OrdinalEncoder):
         for j, m in self._missing_indices.items():
             missing_idx[j] = m
         dtype = np.dtype(self.dtype)
-        out = np.empty((n, d), dtype=dtype)
+        # computed in float64 (exact for every supported code and value), cast
+        # like scikit-learn's ``X_int.astype(dtype)`` for other output dtypes
+        out = np.empty((n, d), dtype=np.float64)
         unknown_value = self.unknown_value if self.unknown_value is not None else 0
-        _ordinal_fill(
-            codes,
-            missing_idx,
-            dtype.type(self.encoded_missing_value)
-            if missing_idx.max() >= 0
-            else dtype.type(0),
-            dtype.type(unknown_value),
-            out,
+        missing_value = (
+            self.encoded_missing_value if missing_idx.max() >= 0 else 0
         )
-        return out
+        _ordinal_fill(codes, missing_idx, float(missing_value), float(unknown_value), out)
+        return out if dtype == np.float64 else out.astype(dtype)

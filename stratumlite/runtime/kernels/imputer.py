@@ -38,7 +38,7 @@ from sklearn.utils._missing import is_scalar_nan
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import KernelMixin, params_of, unwrapped
-from ._common import NJIT, NJIT_PAR
+from ._common import NJIT, NJIT_PAR, work_scope
 from ._common import n_threads as _n_threads
 from ._reductions import column_sums, summation_layout
 from .scalers import _c_views, _dense_float64_input
@@ -217,39 +217,48 @@ class FastSimpleImputer(KernelMixin, SimpleImputer):
         if ok:
             Xv = self._validated(X, in_fit=True)
             if Xv is not None:
-                self._fast_fit(Xv)
-                self._record_path("fit", True, "ok")
-                return self
-            reason = "validated data not dense float64"
+                with work_scope(Xv.size):
+                    done = self._fast_fit(Xv)
+                if done:
+                    self._record_path("fit", True, "ok")
+                    return self
+                reason = "a sum overflows (numpy warns)"
+            else:
+                reason = "validated data not dense float64"
         self._record_path("fit", False, reason)
         return super().fit(X, y)
 
-    def _fast_fit(self, X: np.ndarray) -> None:
-        self._fit_dtype = X.dtype
-        self._fill_dtype = X.dtype
-        self._fit_indicator(None)
+    def _fast_fit(self, X: np.ndarray) -> bool:
         keep = self.keep_empty_features
         strategy = self.strategy
         if strategy == "mean":
             dsum, nan_count = column_sums(X)
             cnt = X.shape[0] - nan_count
+            if not np.all(np.isfinite(dsum[cnt > 0])):
+                return False
             with np.errstate(divide="ignore", invalid="ignore"):
                 mean = dsum * 1.0 / cnt
             mean[cnt == 0] = 0 if keep else np.nan
-            self.statistics_ = mean
+            statistics = mean
         elif strategy in ("median", "most_frequent"):
             if strategy == "median":
                 stat, cnt = _median(X)
+                if not np.all(np.isfinite(stat[cnt > 0])):
+                    return False
             else:
                 stat, cnt = _most_frequent(X)
             stat[cnt == 0] = 0 if keep else np.nan
-            self.statistics_ = stat
+            statistics = stat
         else:
             fill_value = 0 if self.fill_value is None else self.fill_value
             statistics = np.full(X.shape[1], fill_value, dtype=np.object_)
             if not keep:
                 statistics[~_any_present(X)] = np.nan
-            self.statistics_ = statistics
+        self._fit_dtype = X.dtype
+        self._fill_dtype = X.dtype
+        self._fit_indicator(None)
+        self.statistics_ = statistics
+        return True
 
     def transform(self, X):
         check_is_fitted(self)
@@ -266,7 +275,8 @@ class FastSimpleImputer(KernelMixin, SimpleImputer):
                 stats = np.asarray(self.statistics_).astype(self._fill_dtype, copy=False)
                 stats = np.ascontiguousarray(stats, dtype=np.float64)
                 A, out, O, per_col, cpr = _c_views(Xv)
-                _fill(A, stats, per_col, cpr, O)
+                with work_scope(Xv.size):
+                    _fill(A, stats, per_col, cpr, O)
                 self._record_path("transform", True, "ok")
                 return out
             reason = "validated data not dense float64"

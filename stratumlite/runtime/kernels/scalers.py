@@ -15,9 +15,11 @@ where scikit-learn materialises ``isnan(X)``, ``X - T`` and ``(X - T)**2``
 (three n x d temporaries and five passes).  The remaining d-sized vector
 arithmetic is scikit-learn's own expressions in the same order, so ``mean_``,
 ``var_``, ``scale_`` and ``n_samples_seen_`` (a float64, as in scikit-learn
-1.9) are bitwise identical.  When scikit-learn would use ``np.sum`` rather
-than ``np.nansum`` (no NaN anywhere) the two agree unless ``X - T`` produces a
-NaN, which needs a non-finite ``T``; that case runs the original.
+1.9) are bitwise identical, and numpy emits the same warnings (e.g. for an
+all-NaN column).  When scikit-learn would use ``np.sum`` rather than
+``np.nansum`` (no NaN anywhere) the two agree unless ``X - T`` produces a NaN,
+which needs a non-finite sum; sums or squares that overflow (numpy would warn)
+run the original too.
 
 ``MinMaxScaler.partial_fit`` computes ``nanmin``/``nanmax`` per column in one
 parallel pass (min and max are exact in any order).
@@ -48,7 +50,13 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import KernelMixin, params_of, unwrapped
-from ._common import NJIT_PAR, frame_all_numeric, is_pandas_frame, is_polars_frame
+from ._common import (
+    NJIT_PAR,
+    frame_all_numeric,
+    is_pandas_frame,
+    is_polars_frame,
+    work_scope,
+)
 from ._common import n_threads as _n_threads
 from ._reductions import centered_sums, column_nanminmax, column_sums, summation_layout
 
@@ -193,33 +201,57 @@ class FastStandardScaler(KernelMixin, StandardScaler):
         if Xv.dtype != np.float64 or summation_layout(Xv) is None:
             return False
         n_samples, n_features = Xv.shape
-        new_sum, nan_count = column_sums(Xv)
-        has_nan = bool(nan_count.any())
-        # scikit-learn: new_sample_count = n_samples - sum(isnan(X).astype(float))
-        new_sample_count = n_samples - nan_count.astype(np.float64)
-        last_sample_count = np.zeros(n_features, dtype=np.float64)
-        last_sum = 0.0 * last_sample_count
-        updated_sample_count = last_sample_count + new_sample_count
-        with np.errstate(divide="ignore", invalid="ignore"):
-            updated_mean = (last_sum + new_sum) / updated_sample_count
-            T = new_sum / new_sample_count
-        if not has_nan and not np.all(np.isfinite(T)):
+        with work_scope(Xv.size):
+            new_sum, nan_count = column_sums(Xv)
+        # numpy warns when a sum or a square overflows; the kernels do not, so
+        # any non-finite intermediate sends the call to the original instead
+        counted = nan_count < n_samples
+        if not np.all(np.isfinite(new_sum[counted])):
             return False
+        new_sample_count = n_samples - nan_count.astype(np.float64)
+        if self.with_std:
+            with np.errstate(all="ignore"):
+                T_kernel = new_sum / new_sample_count
+            with work_scope(Xv.size):
+                correction, sq = centered_sums(Xv, T_kernel)
+            if not (
+                np.all(np.isfinite(correction[counted]))
+                and np.all(np.isfinite(sq[counted]))
+            ):
+                return False
         callback_ctx = None
         if hasattr(self, "_init_callback_context"):
             callback_ctx = self._init_callback_context()
             callback_ctx.call_on_fit_task_begin(
                 estimator=self, X=Xv, y=y, metadata={"sample_weight": None}
             )
-        if self.with_std:
-            correction, sq = centered_sums(Xv, T)
+        # from here on: scikit-learn's _incremental_mean_and_var, expression
+        # by expression (same results, same numpy warnings)
+        last_sample_count = np.zeros(n_features, dtype=np.int64).astype(np.float64)
+        last_mean = 0.0
+        last_sum = last_mean * last_sample_count
+        updated_sample_count = last_sample_count + new_sample_count
+        updated_mean = (last_sum + new_sum) / updated_sample_count
+        if not self.with_std:
+            updated_variance = None
+        else:
+            last_variance = 0.0
+            T = new_sum / new_sample_count  # noqa: F841 - same warnings as sklearn
             new_unnormalized_variance = sq
             new_unnormalized_variance -= correction**2 / new_sample_count
-            # first call: scikit-learn overwrites the (NaN) update with the
-            # new unnormalized variance wherever last_sample_count == 0
-            updated_variance = new_unnormalized_variance / updated_sample_count
-        else:
-            updated_variance = None
+            last_unnormalized_variance = last_variance * last_sample_count
+            with np.errstate(divide="ignore", invalid="ignore"):
+                last_over_new_count = last_sample_count / new_sample_count
+                updated_unnormalized_variance = (
+                    last_unnormalized_variance
+                    + new_unnormalized_variance
+                    + last_over_new_count
+                    / updated_sample_count
+                    * (last_sum / last_over_new_count - new_sum) ** 2
+                )
+            zeros = last_sample_count == 0
+            updated_unnormalized_variance[zeros] = new_unnormalized_variance[zeros]
+            updated_variance = updated_unnormalized_variance / updated_sample_count
         self.mean_ = updated_mean
         self.var_ = updated_variance
         self.n_samples_seen_ = updated_sample_count
@@ -274,10 +306,11 @@ class FastStandardScaler(KernelMixin, StandardScaler):
                                   dtype=np.float64)
                 scale = np.asarray(self.scale_ if self.with_std else np.ones(1),
                                    dtype=np.float64)
-                _standardize(
-                    A, mean, scale, bool(self.with_mean), bool(self.with_std),
-                    per_col, cpr, O,
-                )
+                with work_scope(Xv.size):
+                    _standardize(
+                        A, mean, scale, bool(self.with_mean), bool(self.with_std),
+                        per_col, cpr, O,
+                    )
                 self._record_path("transform", True, "ok")
                 return out
             reason = "validated data not float64/contiguous"
@@ -338,7 +371,8 @@ class FastMinMaxScaler(KernelMixin, MinMaxScaler):
             np.asarray(self.feature_range[0], dtype=Xv.dtype),
             np.asarray(self.feature_range[1], dtype=Xv.dtype),
         )
-        data_min, data_max = column_nanminmax(Xv, 4 * _n_threads())
+        with work_scope(Xv.size):
+            data_min, data_max = column_nanminmax(Xv, 4 * _n_threads())
         if np.isnan(data_min).any():
             # np.nanmin and np.nanmax each warn on an all-NaN column
             warnings.warn("All-NaN slice encountered", RuntimeWarning, stacklevel=3)
@@ -370,12 +404,13 @@ class FastMinMaxScaler(KernelMixin, MinMaxScaler):
                 A, out, O, per_col, cpr = _c_views(Xv)
                 lo = float(np.asarray(self.feature_range[0], dtype=np.float64))
                 hi = float(np.asarray(self.feature_range[1], dtype=np.float64))
-                _minmax(
-                    A,
-                    np.asarray(self.scale_, dtype=np.float64),
-                    np.asarray(self.min_, dtype=np.float64),
-                    bool(self.clip), lo, hi, per_col, cpr, O,
-                )
+                with work_scope(Xv.size):
+                    _minmax(
+                        A,
+                        np.asarray(self.scale_, dtype=np.float64),
+                        np.asarray(self.min_, dtype=np.float64),
+                        bool(self.clip), lo, hi, per_col, cpr, O,
+                    )
                 self._record_path("transform", True, "ok")
                 return out
             reason = "validated data not float64/contiguous"

@@ -1,0 +1,74 @@
+"""Smoke test of the benchmark harness (benchmarks/): one worker, the score check."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+harness = pytest.importorskip("benchmarks.harness")
+
+
+@pytest.fixture(scope="module")
+def skrub_tiny(tmp_path_factory):
+    """skrub's grid search on the tiny example, in a fresh worker process."""
+    return harness.run_worker("skrub_n1", "tiny", state_dir=str(tmp_path_factory.mktemp("s")),
+                              timeout=600)
+
+
+def test_worker_runs_one_system(skrub_tiny):
+    r = skrub_tiny
+    assert r["system"] == "skrub_n1" and r["example"] == "tiny"
+    assert r["wall_seconds"] > 0 and r["peak_rss"] > 0
+    keys = [row["key"] for row in r["results"]["rows"]]
+    assert len(keys) == 3  # ridge x 2 alphas + lasso
+    assert r["results"]["key_columns"] == ["alpha", "model"]
+    assert len(r["results"]["split_scores"]) == 3
+
+
+def test_score_check_accepts_equal_results(skrub_tiny):
+    res = skrub_tiny["results"]
+    assert harness.compare_search_results(res, copy.deepcopy(res)) == []
+    runs = {"skrub_n1": [skrub_tiny], "stratumlite_cold": [copy.deepcopy(skrub_tiny)]}
+    assert harness.check_scores(runs, "skrub_n1") == []
+
+
+def test_score_check_catches_a_doctored_result(skrub_tiny):
+    doctored = copy.deepcopy(skrub_tiny)
+    row = doctored["results"]["rows"][0]
+    row["scores"]["mean_test_score"] *= 1 + 1e-7  # beyond rtol=1e-9
+    problems = harness.check_scores({"skrub_n1": [skrub_tiny], "stratumlite_cold": [doctored]},
+                                    "skrub_n1")
+    assert problems and row["key"] in problems[0]
+
+    split = copy.deepcopy(skrub_tiny)
+    split["results"]["split_scores"][1][2] += 1e-6
+    assert any("candidate 1" in p
+               for p in harness.compare_search_results(skrub_tiny["results"], split["results"]))
+
+    missing = copy.deepcopy(skrub_tiny)
+    missing["results"]["rows"].pop()
+    assert any("only in reference" in p for p in
+               harness.compare_search_results(skrub_tiny["results"], missing["results"]))
+
+
+def test_score_check_within_tolerance_and_nan():
+    ref = {"key_columns": ["m"], "rows": [{"key": "m=a", "scores": {"mean_test_score": 0.5}},
+                                          {"key": "m=b", "scores": {"mean_test_score": None}}],
+           "split_scores": [[0.5], [None]]}
+    close = copy.deepcopy(ref)
+    close["rows"][0]["scores"]["mean_test_score"] = 0.5 * (1 + 1e-12)
+    assert harness.compare_search_results(ref, close) == []
+    nan_vs_value = copy.deepcopy(ref)
+    nan_vs_value["rows"][1]["scores"]["mean_test_score"] = 0.1
+    assert harness.compare_search_results(ref, nan_vs_value)
+
+
+def test_agent_score_check():
+    ref = {"per_pipeline": [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]}
+    assert harness.compare_agent_results(ref, copy.deepcopy(ref)) == []
+    bad = copy.deepcopy(ref)
+    bad["per_pipeline"][1][0] = 0.41
+    assert harness.compare_agent_results(ref, bad) == ["pipeline 2: test scores "
+                                                       "[0.41, 0.5, 0.6] != skrub's "
+                                                       "[0.4, 0.5, 0.6]"]

@@ -1,0 +1,225 @@
+"""Executors: one conformance suite run by every implementation.
+
+Every executor (``sequential``, ``threads``, ``processes``, ``dask`` on a real
+``LocalCluster`` started here) must give the same search results as skrub,
+ship lambdas (cloudpickle), propagate errors with their type, keep numpy
+buffers exact, and respect the thread budget. The search plan under test::
+
+    X ──▶ deferred(lambda) ──▶ apply(ThreadRecorder?) ──▶ choose_from{ridge, tree} ◀── y
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import skrub
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.linear_model import Ridge
+from sklearn.tree import DecisionTreeRegressor
+
+import stratumlite
+from stratumlite.frontend import to_plan
+from stratumlite.runtime.scheduler import make_executor
+from stratumlite.runtime.session import Session
+from stratumlite.runtime.tasks import Binding
+
+EXECUTORS = ["sequential", "threads", "processes", "dask"]
+CORES = 2
+
+
+@pytest.fixture(scope="module")
+def dask_address():
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    cluster = distributed.LocalCluster(n_workers=CORES, threads_per_worker=1,
+                                       processes=True, dashboard_address=None,
+                                       silence_logs=logging.ERROR)
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(params=EXECUTORS)
+def config(request):
+    kind = request.param
+    address = request.getfixturevalue("dask_address") if kind == "dask" else None
+    return stratumlite.Config(executor=kind, n_workers=CORES, dask_address=address,
+                              verbose=0)
+
+
+def _data(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
+                       "c": rng.integers(0, 3, size=n).astype(float)})
+    y = pd.Series(2 * df["a"] - df["c"] + rng.normal(scale=0.1, size=n), name="y")
+    return df, y
+
+
+def _search_op(transformer=None):
+    df, y = _data()
+    X = skrub.X(df)
+    X = skrub.deferred(lambda d: d.assign(ab=d["a"] * d["b"]))(X)  # cloudpickle path
+    if transformer is not None:
+        X = X.skb.apply(transformer)
+    model = skrub.choose_from({"ridge": Ridge(random_state=0),
+                               "tree": DecisionTreeRegressor(max_depth=3, random_state=0)},
+                              name="model")
+    return X.skb.apply(model, y=skrub.y(y))
+
+
+@pytest.fixture(scope="module")
+def skrub_results():
+    return _search_op().skb.make_grid_search(fitted=True, cv=3).results_
+
+
+def test_search_equals_skrub(config, skrub_results):
+    search = stratumlite.make_grid_search(_search_op(), fitted=True, cv=3, verbose=0,
+                                          config=config)
+    ours = search.results_
+    score_columns = [c for c in skrub_results.columns if "score" in c]
+    assert score_columns
+    pd.testing.assert_frame_equal(ours[["model", *score_columns]],
+                                  skrub_results[["model", *score_columns]], check_exact=True)
+
+
+# --------------------------------------------------------------------------
+# executor conformance (submit / result / add_done_callback / errors)
+
+
+def _boom(x):
+    raise KeyError(f"missing {x}")
+
+
+@pytest.fixture
+def executor(config):
+    ex = make_executor(config.executor, config.workers, config)
+    yield ex
+    ex.shutdown(wait=True)
+
+
+def test_submit_protocol(executor):
+    done = threading.Event()
+    fut = executor.submit(lambda a, b: a * b, 6, 7)  # a lambda: cloudpickle
+    fut.add_done_callback(lambda f: done.set())
+    assert fut.result(timeout=120) == 42
+    assert done.wait(timeout=10)
+
+
+def test_errors_keep_their_type(executor):
+    fut = executor.submit(_boom, "x")
+    with pytest.raises(KeyError, match="missing x"):
+        fut.result(timeout=120)
+
+
+def test_large_buffers_round_trip_exactly(executor):
+    rng = np.random.default_rng(1)
+    arr = np.asfortranarray(rng.normal(size=(600, 500)))  # 2.4 MB: goes through files
+    df = pd.DataFrame({"x": rng.normal(size=300_000), "k": np.arange(300_000)})
+    out_arr, out_df = executor.submit(lambda a, d: (a, d), arr, df).result(timeout=120)
+    assert out_arr.dtype == arr.dtype and out_arr.flags.f_contiguous
+    assert out_arr.tobytes(order="A") == arr.tobytes(order="A")
+    pd.testing.assert_frame_equal(out_df, df, check_exact=True)
+
+
+# --------------------------------------------------------------------------
+# thread budget: no oversubscription
+
+
+class ThreadRecorder(BaseEstimator, TransformerMixin):
+    """Records the BLAS/OpenMP and numba thread counts it runs with."""
+
+    def __init__(self, log_dir=None):
+        self.log_dir = log_dir
+
+    def fit(self, X, y=None):
+        import numba
+        from threadpoolctl import threadpool_info
+
+        start = time.time()
+        blas = max([i["num_threads"] for i in threadpool_info()] or [1])
+        record = {"start": start, "blas": blas, "numba": numba.get_num_threads(),
+                  "pid": os.getpid()}
+        time.sleep(0.3)  # overlap with the other folds' fits
+        record["end"] = time.time()
+        name = f"{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}.json"
+        Path(self.log_dir, name).write_text(json.dumps(record))
+        return self
+
+    def transform(self, X):
+        return X
+
+
+def _max_concurrent_sum(records, field):
+    events = sorted([(r["start"], r[field]) for r in records]
+                    + [(r["end"], -r[field]) for r in records], key=lambda e: (e[0], e[1]))
+    total = peak = 0
+    for _, delta in events:
+        total += delta
+        peak = max(peak, total)
+    return peak
+
+
+def test_thread_budget_is_respected(config, tmp_path):
+    search = stratumlite.make_grid_search(_search_op(ThreadRecorder(str(tmp_path))),
+                                          fitted=True, cv=3, verbose=0, config=config)
+    assert len(search.results_) == 2
+    records = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert len(records) >= 3  # one fit per fold (shared by both models) + refit
+    assert all(1 <= r["blas"] <= CORES and 1 <= r["numba"] <= CORES for r in records)
+    assert _max_concurrent_sum(records, "blas") <= CORES
+    assert _max_concurrent_sum(records, "numba") <= CORES
+
+
+# --------------------------------------------------------------------------
+# processes: shared objects travel once per worker
+
+
+def test_processes_publish_bindings_once():
+    df = pd.DataFrame({"a": np.arange(200_000, dtype=float)})  # 1.6 MB environment
+    op = skrub.var("df")["a"].sum() + skrub.var("k")
+    plan = to_plan(op)
+    env_bytes = df.memory_usage(deep=True).sum()
+    with Session(stratumlite.Config(executor="processes", n_workers=CORES)) as s:
+        bindings = [s.bind({"df": df, "k": k}) for k in range(8)]
+        values = s.run([s.request(plan.output, "fit_transform", b) for b in bindings])
+        stats = s.executor.stats
+    assert values == [df["a"].sum() + k for k in range(8)]
+    assert stats["tasks"] >= 8 * 3
+    # each binding is published once (not once per task); the data of the
+    # environment travels with each binding, never with each task
+    assert stats["published_bytes"] < 8 * 1.5 * env_bytes
+
+
+# --------------------------------------------------------------------------
+# dask: identical work submitted twice runs once
+
+
+def _count_and_wait(path, task):
+    with open(path, "a") as f:
+        f.write(task.key + "\n")
+    time.sleep(1.0)
+    return task.key
+
+
+def test_dask_deduplicates_identical_tasks(dask_address, tmp_path):
+    config = stratumlite.Config(executor="dask", n_workers=CORES, dask_address=dask_address)
+    plan = to_plan(skrub.var("x") * 2)
+    with Session(config) as s:
+        task = s.request(plan.output, "fit_transform", Binding({"x": 1}))
+        other = s.request(plan.output, "fit_transform", Binding({"x": 2}))
+        ex = s.executor
+        log = str(tmp_path / "runs.txt")
+        futures = [ex.submit(_count_and_wait, log, task), ex.submit(_count_and_wait, log, task),
+                   ex.submit(_count_and_wait, log, other)]
+        assert [f.result(timeout=120) for f in futures] == [task.key, task.key, other.key]
+    runs = Path(log).read_text().split()
+    assert sorted(runs) == sorted([task.key, other.key])

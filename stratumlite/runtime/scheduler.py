@@ -117,21 +117,39 @@ class SyncExecutor:
         pass
 
 
+_controller_cache: dict[int, Any] = {}
+
+
+def _threadpool_controller():
+    """threadpoolctl's controller, rescanned only when new modules were loaded
+    (a scan costs milliseconds; applying a limit with it, microseconds)."""
+    import sys
+
+    from threadpoolctl import ThreadpoolController
+
+    n = len(sys.modules)
+    controller = _controller_cache.get(n)
+    if controller is None:
+        _controller_cache.clear()
+        controller = _controller_cache[n] = ThreadpoolController()
+    return controller
+
+
 def _with_budget(threads: int, fn, *args):
     """Run ``fn`` with BLAS/OpenMP and numba limited to ``threads`` threads."""
-    from threadpoolctl import threadpool_limits
-
     numba_set = None
     try:
         import numba
 
-        numba_set = numba.set_num_threads
         previous = numba.get_num_threads()
-        numba_set(min(threads, numba.config.NUMBA_NUM_THREADS))
+        wanted = min(threads, numba.config.NUMBA_NUM_THREADS)
+        if wanted != previous:
+            numba_set = numba.set_num_threads
+            numba_set(wanted)
     except Exception:  # pragma: no cover - numba not usable
         numba_set = None
     try:
-        with threadpool_limits(limits=threads):
+        with _threadpool_controller().limit(limits=threads):
             return fn(*args)
     finally:
         if numba_set is not None:
@@ -364,12 +382,15 @@ class Scheduler:
                 outcome = e
             done_q.put((key, outcome, record))
 
+        # alone (nothing running, nothing else ready): run in this thread, no
+        # hand-off to a worker
+        executor = self.executor if (st.running > 1 or st.ready) else _INLINE
         if record.status == "hit":
-            fut = self.executor.submit(_load_cached, self.cache, key)
+            fut = executor.submit(_load_cached, self.cache, key)
         else:
             cache = self.cache if self.cache is not None and self.reusable(task.node) else None
-            fut = self.executor.submit(_with_budget, threads, _run_and_store, cache, task,
-                                       inputs, state, threads)
+            fut = executor.submit(_with_budget, threads, _run_and_store, cache, task,
+                                  inputs, state, threads)
         fut.add_done_callback(deliver)
 
     def _state_for(self, task: Task) -> dict:
@@ -448,6 +469,9 @@ class Scheduler:
                 continue
             st.failed[k] = error
             stack.extend(st.dependents.get(k, ()))
+
+
+_INLINE = SyncExecutor()
 
 
 def make_executor(kind: str, workers: int, config=None):

@@ -456,17 +456,44 @@ def _short(obj: Any, width: int = 30) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+# Estimators whose ``random_state`` only matters for some solvers.
+_SEED_USED_BY = {
+    "Ridge": ("solver", ("sag", "saga")),
+    "RidgeClassifier": ("solver", ("sag", "saga")),
+    "LogisticRegression": ("solver", ("sag", "saga", "liblinear")),
+}
+
+
+def _estimator_unseeded(est) -> bool:
+    """Whether fitting ``est`` (or an estimator nested in its parameters)
+    draws from an unseeded random generator (``random_state=None`` where the
+    seed is used)."""
+    try:
+        params = est.get_params(deep=False)
+    except Exception:
+        return True
+    if "random_state" in params and params["random_state"] is None:
+        rule = _SEED_USED_BY.get(type(est).__name__)
+        if rule is None or params.get(rule[0]) in rule[1]:
+            return True
+    for value in params.values():
+        if isinstance(value, BaseEstimator) and _estimator_unseeded(value):
+            return True
+        if type(value) in (list, tuple):
+            for item in value:
+                inner = item[-1] if type(item) is tuple and item else item
+                if isinstance(inner, BaseEstimator) and _estimator_unseeded(inner):
+                    return True
+    return False
+
+
 def _has_unseeded_randomness(template: Any) -> bool:
     t = type(template)
     if t is EstimatorTemplate:
         template = template.estimator
         t = type(template)
     if isinstance(template, BaseEstimator):
-        try:
-            params = template.get_params(deep=True)
-        except Exception:
-            return True
-        return "random_state" in params and params["random_state"] is None
+        return _estimator_unseeded(template)
     if t is FunctionType:
         return _code_uses_random(template.__code__)
     if t in (list, tuple, set, frozenset):

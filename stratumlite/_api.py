@@ -6,7 +6,7 @@ from typing import Any
 
 from . import frontend
 from .config import Config
-from .explain import render
+from .render import render
 from .runtime.session import Session
 
 
@@ -101,7 +101,7 @@ def _peak_rss() -> int | None:
 def _explain_analyze(data_op, environment, format, config):
     import time
 
-    from .explain import Analysis, plan_to_dict, render_text, render_totals
+    from .render import Analysis, plan_to_dict, render_text, render_totals
 
     env = frontend.eval_environment(data_op, environment)
     plan = frontend.to_plan(data_op)
@@ -123,8 +123,8 @@ def _explain_analyze(data_op, environment, format, config):
 
 
 def _explain_search(search, format):
-    from .explain import Analysis, plan_to_dict, render_text, render_totals
     from .plan import Plan
+    from .render import Analysis, plan_to_dict, render_text, render_totals
 
     analysis = Analysis()
     for record in search.records_:

@@ -44,6 +44,9 @@ app = typer.Typer(
 models_app = typer.Typer(help="Registered models: list, show, alias.",
                          no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(models_app, name="models")
+from .serving.cli import serve_command  # noqa: E402 - imports typer only
+
+app.command("serve")(serve_command)
 
 _JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 
@@ -543,7 +546,7 @@ def explain(
     with _ScriptArgv(Path(script).expanduser().resolve()):
         data_op, _ = load_script(script)
     from ._api import explain as explain_plan
-    from .explain import dumps
+    from .render import dumps
 
     result = explain_plan(data_op, format="json" if as_json else "text",
                           optimized=optimized)

@@ -49,7 +49,6 @@ from sklearn.linear_model import Ridge
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 import stratumlite
-from stratumlite.explain import display_label
 from stratumlite.frontend import eval_environment, to_plan
 from stratumlite.optimizer import (
     OptimizerContext,
@@ -59,6 +58,7 @@ from stratumlite.optimizer import (
     optimize,
 )
 from stratumlite.plan import Plan
+from stratumlite.render import display_label
 from stratumlite.runtime.session import Session
 
 FIXTURES = Path(__file__).parent / "fixtures" / "optimizer"

@@ -252,13 +252,14 @@ class LineageHook:
         return memo[node.key]
 
     def _record_nodes(self, node, binding) -> None:
-        """Record ``node`` and its ancestors not recorded yet (inputs first)."""
+        """Record ``node`` and those of its ancestors not recorded yet (one batch:
+        the order does not matter)."""
         memo = self._rkeys[binding.key]
         rec = self.recorder
         stack = [node]
         seen: set[str] = set()
         order = []
-        while stack:  # collect, then record inputs first
+        while stack:
             n = stack.pop()
             rk = memo[n.key]
             if rk in self._recorded or rk in seen:
@@ -319,7 +320,7 @@ def node_label(node) -> str:
     """The node's name, else its operator label (an Apply names its estimator)."""
     if node.name:
         return str(node.name)
-    from ..explain import display_label
+    from ..render import display_label
 
     return display_label(node)
 

@@ -152,12 +152,14 @@ class PersistentCache:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._swept = False
+        self._manifests: dict[tuple[str, int], dict] = {}  # (key, inode) -> manifest
 
     # --- pickling (workers get a copy without the lock and counters) -------
     def __getstate__(self):
         state = self.__dict__.copy()
         del state["_lock"]
         state["_counts"] = dict.fromkeys(_COUNTERS, 0)
+        state["_manifests"] = {}
         return state
 
     def __setstate__(self, state):
@@ -221,6 +223,8 @@ class PersistentCache:
         """
         value, state = payload
         entry = self._entry(key)
+        if seconds <= self.read_overhead:  # instant: not even worth sizing
+            return False
         if not self._worth(seconds, estimate_nbytes(value)) or entry.exists():
             return False
         self._sweep_once()
@@ -303,6 +307,7 @@ class PersistentCache:
     def _scan(self) -> list[dict]:
         """Every entry: key, bytes, seconds, uses, last_used, created."""
         out = []
+        seen: dict[tuple[str, int], dict] = {}
         if not self.directory.is_dir():
             return out
         for shard in os.scandir(self.directory):
@@ -311,12 +316,14 @@ class PersistentCache:
             for item in os.scandir(shard.path):
                 if not item.is_dir():
                     continue
-                try:
-                    m = _read_manifest(Path(item.path))
-                except FileNotFoundError:
-                    continue
-                except Exception:  # noqa: BLE001 - get() reports and removes it
-                    continue
+                memo = (item.name, item.inode())  # entries are immutable
+                m = self._manifests.get(memo)
+                if m is None:
+                    try:
+                        m = _read_manifest(Path(item.path))
+                    except Exception:  # noqa: BLE001 - gone, or get() reports it
+                        continue
+                seen[memo] = m
                 uses, last_used = int(m.get("uses", 1)), float(m.get("last_used", 0.0))
                 try:
                     st = os.stat(self._uses_file(item.name))
@@ -327,6 +334,7 @@ class PersistentCache:
                 out.append({"key": item.name, "bytes": int(m["bytes"]),
                             "seconds": float(m["seconds"]), "uses": uses,
                             "last_used": last_used, "created": float(m["created"])})
+        self._manifests = seen
         return out
 
     def _enforce_cap(self) -> None:

@@ -15,17 +15,34 @@ Modules: ``server`` (app, ``serve``, ``ServingSettings``), ``batching``
 loading, hot swap), ``cli`` (the ``serve`` command).
 """
 
-from .models import ModelRef, UnknownModel
-from .predictor import Predictor
-from .server import ServerHandle, ServingSettings, create_app, serve, start_server
+from __future__ import annotations
 
-__all__ = [
-    "ModelRef",
-    "Predictor",
-    "ServerHandle",
-    "ServingSettings",
-    "UnknownModel",
-    "create_app",
-    "serve",
-    "start_server",
-]
+import importlib
+
+# exports are imported on first use, so ``stratumlite.serving.cli`` (mounted on
+# the ``stratumlite`` command line) does not import starlette, uvicorn or the
+# runtime until the ``serve`` command runs
+_EXPORTS = {
+    "ModelRef": ".models",
+    "UnknownModel": ".models",
+    "Predictor": ".predictor",
+    "ServerHandle": ".server",
+    "ServingSettings": ".server",
+    "create_app": ".server",
+    "serve": ".server",
+    "start_server": ".server",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

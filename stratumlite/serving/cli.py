@@ -49,8 +49,9 @@ def serve_command(
 ) -> None:
     """Serve a registered model over HTTP (dynamic batching, cache, metrics)."""
     from ..config import Config
+    from ..errors import StratumliteError
     from .models import UnknownModel
-    from .server import ServingSettings, serve
+    from .server import ServingSettings, create_app, run_app
 
     if state_dir is None:
         root = ctx.find_root().obj
@@ -62,12 +63,16 @@ def serve_command(
             queue_capacity=queue_capacity, cache_enabled=cache_size > 0,
             cache_size=cache_size, max_payload_bytes=max_payload, batching=batching,
             poll_interval_ms=poll_ms, token=token, log_level=log_level)
-        typer.echo(f"stratumlite: serving {model} on http://{host}:{port} "
-                   f"(state dir {config.state_dir})", err=True)
-        serve(model, host=host, port=port, config=config, settings=settings)
-    except (UnknownModel, ValueError) as exc:
+        app = create_app(model, config, settings)
+    except (UnknownModel, StratumliteError, ValueError) as exc:
+        # one line and exit status 1, standalone or under the main command line
         sys.stderr.write(f"stratumlite: error: {' '.join(str(exc).split())}\n")
-        raise typer.Exit(1) from None
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+    sys.stderr.write(f"stratumlite: serving {model} on http://{host}:{port} "
+                     f"(state dir {config.state_dir})\n")
+    sys.stderr.flush()
+    run_app(app, host, port, settings)
 
 
 app = typer.Typer(help="Serve registered stratumlite models.", add_completion=False,

@@ -145,6 +145,8 @@ def load_version(registry, entry: dict, config=None, executor: str = "sequential
     if not isinstance(learner, Learner):
         raise TypeError(f"model {entry['name']!r} version {entry['version']} is a "
                         f"{type(learner).__name__}, not a stratumlite Learner")
+    if learner.config is None and config is not None:
+        learner.config = config  # what learner.predict runs with (batching off)
     return LoadedModel(entry, learner, config, executor)
 
 
@@ -172,7 +174,8 @@ class ModelRoute:
         current = self.current
         if pending.model is current:
             return current
-        if not pending.pinned and pending.model.schema == current.schema:
+        if not pending.pinned and pending.model.schema == current.schema and \
+                pending.method in current.methods:
             return current
         return pending.model
 

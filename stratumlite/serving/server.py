@@ -70,9 +70,11 @@ from .inputs import InputError, to_json_rows
 from .metrics import Metrics
 from .models import LoadedModel, ModelRef, ModelRoute, UnknownModel, load_version, resolve
 
-__all__ = ["ServerHandle", "ServingSettings", "create_app", "serve", "start_server"]
+__all__ = ["ServerHandle", "ServingSettings", "create_app", "run_app", "serve", "start_server"]
 
 log = logging.getLogger("stratumlite.serving")
+
+_BIG_BODY = 256 * 1024  # bodies larger than this are parsed in a worker thread
 
 
 class ServingSettings(BaseModel):
@@ -188,8 +190,6 @@ class _Server:
                 raise ValueError(f"model {ref.name!r} is served twice")
             entry = resolve(self.registry, ref)  # UnknownModel: fail before serving
             model = load_version(self.registry, entry, config, settings.executor)
-            if config is not None:
-                model.learner.config = config  # for the per-request baseline
             self.routes[ref.name] = ModelRoute(ref, model, self.registry, config, settings,
                                                self.metrics)
 
@@ -232,7 +232,13 @@ class _Server:
         current = route.current
         if entry["version"] == current.version and entry["sha256"] == current.model_key:
             return current, route.batcher, True
-        model, batcher = await route.pinned_model(entry, self.make_batcher)
+        try:
+            model, batcher = await route.pinned_model(entry, self.make_batcher)
+        except Exception as exc:  # noqa: BLE001 - e.g. ArtifactIntegrityError
+            log.exception("loading %s version %s failed", route.name, entry["version"])
+            raise HTTPError(500, "model_load_failed",
+                            f"loading model {route.name!r} version {entry['version']} "
+                            f"failed: {type(exc).__name__}: {exc}") from None
         return model, batcher, True
 
     async def answer(self, route: ModelRoute, model: LoadedModel, batcher: Batcher,
@@ -349,9 +355,11 @@ def _endpoints(server: _Server):
                                 f"model {name!r} is not served here (served: "
                                 f"{', '.join(sorted(server.routes))})")
             body = await _read_body(request, settings.max_payload_bytes)
+            big = len(body) > _BIG_BODY  # parse and validate off the event loop
             try:
-                payload = json.loads(body)
-            except (ValueError, UnicodeDecodeError) as exc:
+                payload = await asyncio.to_thread(json.loads, body) if big else \
+                    json.loads(body)
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 raise HTTPError(400, "malformed_json", f"the body is not valid JSON: {exc}"
                                 ) from None
             if not isinstance(payload, dict):
@@ -367,7 +375,8 @@ def _endpoints(server: _Server):
                                 f"model {name!r} version {model.version} has no method "
                                 f"{bad!r} (methods: {', '.join(model.methods)})")
             try:
-                columns, n_rows = model.schema.parse(payload)
+                columns, n_rows = await asyncio.to_thread(model.schema.parse, payload) \
+                    if big else model.schema.parse(payload)
             except InputError as exc:
                 raise HTTPError(422, exc.reason, str(exc), column=exc.column) from None
             used, rows = await server.answer(route, model, batcher, pinned, method, columns,
@@ -381,6 +390,11 @@ def _endpoints(server: _Server):
         except HTTPError as err:
             metrics.errors.inc(model=label, reason=err.reason)
             response = _error_response(err)
+        except Exception as exc:  # noqa: BLE001 - a bug: still answer in JSON
+            log.exception("internal error answering %s", request.url.path)
+            metrics.errors.inc(model=label, reason="internal_error")
+            response = _error_response(HTTPError(500, "internal_error",
+                                                 f"{type(exc).__name__}: {exc}"))
         metrics.requests.inc(model=label, method=method, code=str(response.status_code))
         metrics.latency.observe(time.perf_counter() - start, model=label)
         return response
@@ -502,10 +516,14 @@ def serve(model_ref: str | ModelRef | Sequence[str | ModelRef], host: str = "127
     ``overrides`` are :class:`ServingSettings` fields (``max_batch_rows=...``,
     ``token=...``).
     """
+    settings = _settings(settings, overrides)
+    run_app(create_app(model_ref, config, settings), host, port, settings)
+
+
+def run_app(app, host: str, port: int, settings: ServingSettings) -> None:
+    """Run an app made by :func:`create_app` with uvicorn until interrupted."""
     import uvicorn
 
-    settings = _settings(settings, overrides)
-    app = create_app(model_ref, config, settings)
     uvicorn.Server(_uvicorn_config(app, host, port, settings)).run()
 
 

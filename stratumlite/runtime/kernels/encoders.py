@@ -200,8 +200,12 @@ def _any_unknown(codes):
 # column access and classification
 
 
-def _columns(X: Any) -> tuple[list[Any], int, int]:
-    """The columns of a frame / 2-D array (no conversion), n_samples, n_features."""
+def _columns(X: Any, materialize: bool = True) -> tuple[list[Any], int, int]:
+    """The columns of a frame / 2-D array, n_samples, n_features.
+
+    With ``materialize=False`` (the static check) polars numeric columns are
+    only classified, not converted.
+    """
     if is_pandas_frame(X):
         n, d = X.shape
         return [X.iloc[:, j] for j in range(d)], n, d
@@ -224,6 +228,8 @@ def _columns(X: Any) -> tuple[list[Any], int, int]:
         if kinds == {"num"}:
             for s in series:
                 _column_kind(s)
+            if not materialize:
+                return series, n, d
             arrays = [s.to_numpy() for s in series]
             common = np.result_type(*[a.dtype for a in arrays])
             return [a.astype(common, copy=False) for a in arrays], n, d
@@ -454,7 +460,7 @@ def _supports_common(p: dict, X: Any) -> tuple[bool, str]:
     if sparse.issparse(X):
         return False, "sparse input"
     try:
-        cols, n, d = _columns(X)
+        cols, n, d = _columns(X, materialize=False)
         if n == 0 or d == 0:
             return False, "empty input (the original raises its own error)"
         for col in cols:

@@ -8,8 +8,7 @@ Fit (statistics per column, all columns in a ``prange``):
   that sum bitwise without the filled copy and the mask arrays.
 * ``median``: ``np.ma.median`` sorts every column; the kernel gathers the
   present values of a column and selects the two middle order statistics with
-  ``np.partition`` (O(n)), then evaluates scikit-learn's
-  ``(low + high) / 2.``.
+  a quickselect (O(n)), then evaluates scikit-learn's ``(low + high) / 2.``.
 * ``most_frequent``: ``scipy.stats.mode`` per column (smallest of the most
   frequent values); the kernel gathers the present values, sorts them with
   numpy's vectorised sort (columns spread over the numba thread count) and
@@ -46,6 +45,44 @@ from .scalers import _c_views, _dense_float64_input
 _STRATEGIES = ("mean", "median", "most_frequent", "constant")
 
 
+@njit(**NJIT)
+def _select(a, k):
+    """Rearrange ``a`` so that ``a[k]`` is its k-th smallest value; return it.
+
+    Iterative quickselect (median-of-three pivot, Hoare partition).  Values
+    are moved, never computed, so the result is exact.
+    """
+    lo = 0
+    hi = a.shape[0] - 1
+    while hi > lo:
+        mid = (lo + hi) >> 1
+        if a[mid] < a[lo]:
+            a[mid], a[lo] = a[lo], a[mid]
+        if a[hi] < a[lo]:
+            a[hi], a[lo] = a[lo], a[hi]
+        if a[hi] < a[mid]:
+            a[hi], a[mid] = a[mid], a[hi]
+        pivot = a[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return a[k]
+
+
 @njit(**NJIT_PAR)
 def _median(X):
     n, d = X.shape
@@ -64,16 +101,19 @@ def _median(X):
             stat[j] = np.nan
             continue
         h = c // 2
-        p = np.partition(buf[:c], h)
-        hi = p[h]
+        vals = buf[:c]
+        hi = _select(vals, h)
         if c % 2 == 1:
             lo = hi
         else:
-            lo = p[0]
+            # after the selection every value left of h is <= a[h]
+            lo = vals[0]
             for k in range(1, h):
-                if p[k] > lo:
-                    lo = p[k]
+                if vals[k] > lo:
+                    lo = vals[k]
         stat[j] = (lo + hi) / 2.0
+
+
     return stat, count
 
 
@@ -155,11 +195,15 @@ def _fill(A, stats, per_col, cpr, out):
         i = c // cpr
         j0 = (c - i * cpr) * step
         j1 = min(n1, j0 + step)
-        for j in range(j0, j1):
-            v = A[i, j]
-            if v != v:
-                v = stats[j] if per_col else stats[i]
-            out[i, j] = v
+        if per_col:
+            for j in range(j0, j1):
+                v = A[i, j]
+                out[i, j] = v if v == v else stats[j]
+        else:
+            st = stats[i]
+            for j in range(j0, j1):
+                v = A[i, j]
+                out[i, j] = v if v == v else st
 
 
 def supports_simple_imputer(estimator_or_params: Any, X: Any = None) -> tuple[bool, str]:

@@ -99,21 +99,23 @@ def _no_callbacks(estimator: Any) -> bool:
 
 
 @njit(**NJIT_PAR)
-def _standardize(A, mean, scale, use_mean, use_std, per_col, cpr, out):
+def _standardize(A, mean, scale, per_col, cpr, out):
+    # (x - mean) / scale; with_mean=False passes zeros and with_std=False ones,
+    # which leave every value bitwise unchanged (x - 0.0 == x, x / 1.0 == x)
     n0, n1 = A.shape
     step = (n1 + cpr - 1) // cpr
     for c in prange(n0 * cpr):
         i = c // cpr
         j0 = (c - i * cpr) * step
         j1 = min(n1, j0 + step)
-        for j in range(j0, j1):
-            k = j if per_col else i
-            v = A[i, j]
-            if use_mean:
-                v = v - mean[k]
-            if use_std:
-                v = v / scale[k]
-            out[i, j] = v
+        if per_col:
+            for j in range(j0, j1):
+                out[i, j] = (A[i, j] - mean[j]) / scale[j]
+        else:
+            m = mean[i]
+            s = scale[i]
+            for j in range(j0, j1):
+                out[i, j] = (A[i, j] - m) / s
 
 
 @njit(**NJIT_PAR)
@@ -124,16 +126,22 @@ def _minmax(A, scale, mn, clip, lo, hi, per_col, cpr, out):
         i = c // cpr
         j0 = (c - i * cpr) * step
         j1 = min(n1, j0 + step)
-        for j in range(j0, j1):
-            k = j if per_col else i
-            v = A[i, j] * scale[k]
-            v = v + mn[k]
-            if clip:
-                # numpy's clip: _NPY_MIN(_NPY_MAX(x, lo), hi), NaN propagating
+        if per_col:
+            for j in range(j0, j1):
+                out[i, j] = A[i, j] * scale[j] + mn[j]
+        else:
+            sc = scale[i]
+            m = mn[i]
+            for j in range(j0, j1):
+                out[i, j] = A[i, j] * sc + m
+        if clip:
+            # numpy's clip: _NPY_MIN(_NPY_MAX(x, lo), hi), NaN propagating
+            for j in range(j0, j1):
+                v = out[i, j]
                 if v == v:
                     v = v if v > lo else lo
                     v = v if v < hi else hi
-            out[i, j] = v
+                    out[i, j] = v
 
 
 def _c_views(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, int]:
@@ -302,15 +310,15 @@ class FastStandardScaler(KernelMixin, StandardScaler):
             )
             if Xv.dtype == np.float64 and summation_layout(Xv) is not None:
                 A, out, O, per_col, cpr = _c_views(Xv)
-                mean = np.asarray(self.mean_ if self.with_mean else np.zeros(1),
-                                  dtype=np.float64)
-                scale = np.asarray(self.scale_ if self.with_std else np.ones(1),
-                                   dtype=np.float64)
+                d = Xv.shape[1]
+                mean = np.ascontiguousarray(
+                    self.mean_ if self.with_mean else np.zeros(d), dtype=np.float64
+                )
+                scale = np.ascontiguousarray(
+                    self.scale_ if self.with_std else np.ones(d), dtype=np.float64
+                )
                 with work_scope(Xv.size):
-                    _standardize(
-                        A, mean, scale, bool(self.with_mean), bool(self.with_std),
-                        per_col, cpr, O,
-                    )
+                    _standardize(A, mean, scale, per_col, cpr, O)
                 self._record_path("transform", True, "ok")
                 return out
             reason = "validated data not float64/contiguous"

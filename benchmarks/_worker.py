@@ -89,6 +89,13 @@ def _shutdown_loky():
         pass
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its reaped children."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
+
+
 def _rusage_bytes():
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -144,53 +151,131 @@ def search_results(search) -> dict:
             "best_score": _jsonable(getattr(search, "best_score_", None))}
 
 
-def record_summary(records, t0: float, t1: float, workers: int) -> dict:
-    """Where stratumlite's time goes: task time by operator, and time outside tasks."""
+class SchedulerProbe:
+    """Times what the scheduler's worker threads actually execute.
+
+    ``TaskRecord.start`` is when a task is handed to the executor (it may then
+    wait in the pool's queue), so the records alone cannot tell idle time from
+    queueing. This wraps the scheduler's two submitted functions
+    (``_run_and_store``: run a task, then store it in the persistent cache;
+    ``_load_cached``: read a hit) to log when each really starts and ends, in
+    the benchmark process only (stratumlite's code is not modified).
+    """
+
+    def __init__(self):
+        self.events: list[tuple] = []  # (kind, start, end, compute_seconds, label)
+
+    def install(self):
+        try:
+            from stratumlite.runtime import scheduler as sch
+        except ImportError:  # pragma: no cover
+            return self
+        self._sch = sch
+        self._orig = {}
+        for name, kind in (("_run_and_store", "run"), ("_load_cached", "hit")):
+            orig = getattr(sch, name, None)
+            if orig is None:
+                continue
+            self._orig[name] = orig
+            setattr(sch, name, self._wrap(orig, kind))
+        return self
+
+    def uninstall(self):
+        for name, orig in getattr(self, "_orig", {}).items():
+            setattr(self._sch, name, orig)
+
+    def _wrap(self, orig, kind):
+        events = self.events
+
+        def wrapped(*args, **kwargs):
+            start = time.perf_counter()
+            out = orig(*args, **kwargs)
+            end = time.perf_counter()
+            label = ""
+            if kind == "run" and len(args) > 1:
+                label = getattr(getattr(getattr(args[1], "node", None), "op", None),
+                                "label", "")
+            computed = type(out).__name__ == "Done"
+            events.append((kind if computed else "missing-input", start, end,
+                           getattr(out, "seconds", 0.0) if computed else 0.0, label))
+            return out
+
+        return wrapped
+
+
+def _union(intervals):
+    total, cur_s, cur_e = 0.0, None, None
+    for s, e in sorted(intervals):
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    if cur_e is not None:
+        total += cur_e - cur_s
+    return total
+
+
+def record_summary(records, t0: float, t1: float, workers: int,
+                   probe: SchedulerProbe | None = None) -> dict:
+    """Where stratumlite's time goes: task time by operator, and time outside tasks.
+
+    With a :class:`SchedulerProbe`: ``before_first_task`` (planning, binding,
+    X/y and splits), ``idle_between_tasks`` (no task executing: the
+    scheduler's loop, scikit-learn's bookkeeping between runs), ``after_last_task``,
+    ``in_task_not_compute`` (executing but outside the operator's own timer:
+    cache writes and reads, input hand-off, re-runs for missing inputs).
+    """
     from collections import Counter, defaultdict
 
     by_status = Counter(r.status for r in records)
     by_op = defaultdict(lambda: [0, 0.0])
     for r in records:
-        label = r.task.node.op.label.split(" ")[0] if hasattr(r.task.node.op, "label") else "?"
         full = getattr(r.task.node.op, "label", "?")
-        name = full if full.startswith(("Apply", "Call")) else label
-        entry = by_op[name]
-        entry[0] += 1
-        entry[1] += r.seconds
+        name = full if full.startswith(("Apply", "Call")) else full.split(" ")[0]
+        by_op[name][0] += 1
+        by_op[name][1] += r.seconds
     threads = Counter(r.threads for r in records)
-    intervals = sorted((r.start, r.end) for r in records if r.end >= r.start > 0)
-    # union of task intervals, and time-weighted parallelism
-    busy = 0.0
-    cur_s = cur_e = None
-    for s, e in intervals:
-        if cur_e is None or s > cur_e:
-            if cur_e is not None:
-                busy += cur_e - cur_s
-            cur_s, cur_e = s, e
-        else:
-            cur_e = max(cur_e, e)
-    if cur_e is not None:
-        busy += cur_e - cur_s
-    first = intervals[0][0] if intervals else t1
-    last = max((e for _, e in intervals), default=t0)
     wall = t1 - t0
     sum_seconds = sum(r.seconds for r in records)
-    span_sum = sum(e - s for s, e in intervals)
     top = sorted(by_op.items(), key=lambda kv: -kv[1][1])[:15]
-    return {
+    out = {
         "tasks": len(records),
         "by_status": dict(by_status),
         "threads": {str(k): v for k, v in sorted(threads.items())},
         "sum_task_seconds": sum_seconds,
-        "sum_task_spans": span_sum,  # start->end incl. input waits / scheduling inside
-        "before_first_task": max(0.0, first - t0),
-        "after_last_task": max(0.0, t1 - last),
-        "idle_between_tasks": max(0.0, (last - first) - busy) if intervals else 0.0,
-        "busy_union": busy,
         "wall": wall,
+        "workers": workers,
         "utilization": sum_seconds / (wall * workers) if wall > 0 else None,
         "top_operators": [{"op": k, "tasks": v[0], "seconds": v[1]} for k, v in top],
     }
+    events = probe.events if probe is not None else []
+    if events:
+        spans = [(s, e) for _, s, e, _, _ in events]
+        first = min(s for s, _ in spans)
+        last = max(e for _, e in spans)
+        busy = _union(spans)
+        executing = sum(e - s for s, e in spans)
+        out.update({
+            "before_first_task": max(0.0, first - t0),
+            "after_last_task": max(0.0, t1 - last),
+            "idle_between_tasks": max(0.0, (last - first) - busy),
+            "executing_seconds": executing,
+            "in_task_not_compute": executing - sum(c for _, _, _, c, _ in events),
+            "cache_hit_read_seconds": sum(e - s for k, s, e, _, _ in events if k == "hit"),
+            "missing_input_reruns": sum(1 for k, *_ in events if k == "missing-input"),
+            "mean_concurrency": executing / (last - first) if last > first else None,
+            "utilization": executing / (wall * workers) if wall > 0 else None,
+        })
+    else:  # sequential executor without the probe: records are exact
+        intervals = sorted((r.start, r.end) for r in records if r.end >= r.start > 0)
+        if intervals:
+            first, last = intervals[0][0], max(e for _, e in intervals)
+            out.update({"before_first_task": max(0.0, first - t0),
+                        "after_last_task": max(0.0, t1 - last),
+                        "idle_between_tasks": max(0.0, (last - first) - _union(intervals))})
+    return out
 
 
 def _fitting_calls_in_joblib_cache(cache_dir: Path) -> int:
@@ -225,6 +310,7 @@ def run_search(args) -> dict:
     if system.startswith("skrub") or system == "doctored":
         n_jobs = skrub_n_jobs(system, args.n_jobs)
         out["n_jobs"] = n_jobs
+        c0 = cpu_seconds()
         t0 = time.perf_counter()
         search = data_op.skb.make_grid_search(fitted=True, n_jobs=n_jobs, **search_kwargs)
         t1 = time.perf_counter()
@@ -241,6 +327,7 @@ def run_search(args) -> dict:
             out["fits_kind"] = "configurations x folds x estimator steps (see harness)"
         if n_jobs != 1:
             _shutdown_loky()
+        out["cpu_seconds"] = cpu_seconds() - c0
         return out
 
     import stratumlite
@@ -252,10 +339,14 @@ def run_search(args) -> dict:
                                     state_dir=args.state_dir, verbose=0)
     else:
         raise SystemExit(f"unknown system {system!r}")
+    probe = SchedulerProbe().install()
+    c0 = cpu_seconds()
     t0 = time.perf_counter()
     search = stratumlite.make_grid_search(data_op, fitted=True, config=config, verbose=0,
                                           **search_kwargs)
     t1 = time.perf_counter()
+    out["cpu_seconds"] = cpu_seconds() - c0
+    probe.uninstall()
     stats = dict(search.stats_)
     out["wall_seconds"] = t1 - t0
     out["results"] = search_results(search)
@@ -264,7 +355,7 @@ def run_search(args) -> dict:
     out["fits_naive"] = stats.get("fits_naive")
     out["fits_kind"] = "fits executed (search.stats_, precompute; refit not counted)"
     workers = stats.get("workers") or config.workers
-    out["records"] = record_summary(search.records_, t0, t1, workers)
+    out["records"] = record_summary(search.records_, t0, t1, workers, probe)
     out["sum_task_seconds_all"] = sum(r.seconds for r in search.records_)
     if system == "dedup_bound":
         out["bound_seconds"] = out["sum_task_seconds_all"] / args.cores
@@ -286,6 +377,7 @@ def run_agents(args) -> dict:
                  "pipelines": len(data_ops)}
     cv, scoring = pipelines.AGENT_CV, pipelines.AGENT_SCORING
     system = args.system
+    c0 = cpu_seconds()
     if system == "skrub_agents":
         t0 = time.perf_counter()
         tables = [op.skb.cross_validate(cv=cv, scoring=scoring, n_jobs=args.n_jobs)
@@ -307,6 +399,7 @@ def run_agents(args) -> dict:
             return result
 
         sl_search.run_tasks = capturing
+        probe = SchedulerProbe().install()
         if system == "stratumlite_agents":
             config = stratumlite.Config(state_dir=args.state_dir, verbose=0)
         elif system == "agents_bound":
@@ -319,15 +412,17 @@ def run_agents(args) -> dict:
                                                  config=config, verbose=0)
         t1 = time.perf_counter()
         sl_search.run_tasks = original
+        probe.uninstall()
         out["wall_seconds"] = t1 - t0
         records = [r for result, _ in captured for r in result["records"]]
         workers = captured[0][1] if captured else config.workers
-        out["records"] = record_summary(records, t0, t1, workers)
+        out["records"] = record_summary(records, t0, t1, workers, probe)
         out["fits"] = sum(1 for r in records
                           if r.task.fitting and r.task.node.op.is_estimator())
         out["fits_kind"] = "estimator fits executed (task records)"
         if system == "agents_bound":
             out["bound_seconds"] = sum(r.seconds for r in records) / args.cores
+    out["cpu_seconds"] = cpu_seconds() - c0
     out["results"] = {"per_pipeline": [[_jsonable(s) for s in t["test_score"]]
                                        for t in tables]}
     return out

@@ -202,7 +202,7 @@ def bench_case(case: dict[str, Any], n: int, repeat: int) -> dict[str, Any]:
 
 
 _FIRST_CALL = """
-import time, warnings, numba
+import json, time, warnings
 warnings.simplefilter("ignore")
 t0 = time.perf_counter()
 from benchmarks.bench_kernels import workloads
@@ -215,7 +215,7 @@ with kernel_threads(2):
         t0 = time.perf_counter()
         case["fast"]().fit(X).transform(X)
         out[case["name"]] = time.perf_counter() - t0
-print(repr(out))
+print(json.dumps(out))
 """
 
 
@@ -230,7 +230,7 @@ def first_calls() -> dict[str, Any]:
                 [sys.executable, "-c", _FIRST_CALL], cwd=root, env=env,
                 capture_output=True, text=True, check=True,
             )
-            result[label] = eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307
+            result[label] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 

@@ -58,13 +58,19 @@ def build_diamond(n: int):
 SHAPES = {"chain": build_chain, "diamond": build_diamond}
 
 
-def timed(func, reps: int):
-    times, value = [], None
+def timed(func, reps: int, cpu: list | None = None):
+    """Median wall seconds of ``reps`` calls (and, into ``cpu``, the median
+    CPU seconds of this process: on a loaded machine the better estimate of
+    what the call costs on an idle one)."""
+    times, cpus, value = [], [], None
     for _ in range(reps):
         gc.collect()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         value = func()
         times.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - start_cpu)
+    if cpu is not None:
+        cpu.append(statistics.median(cpus))
     return statistics.median(times), value
 
 
@@ -79,10 +85,13 @@ def fingerprint_case(rows: int, reps: int) -> dict:
     polars_frame = pl.from_pandas(frame)
     fingerprint(frame)  # warm-up (lazy registration)
     fingerprint(polars_frame)
-    out = {}
+    out, cpu = {}, {}
     for name, obj in (("pandas", frame), ("polars", polars_frame)):
-        out[name], _ = timed(lambda obj=obj: fingerprint(obj), reps)
-    return {"rows": rows, "columns": frame.shape[1], "reps": reps, "seconds": out}
+        c: list = []
+        out[name], _ = timed(lambda obj=obj: fingerprint(obj), reps, c)
+        cpu[name] = c[0]
+    return {"rows": rows, "columns": frame.shape[1], "reps": reps, "seconds": out,
+            "cpu_seconds": cpu}
 
 
 def main(argv=None) -> dict:
@@ -104,16 +113,17 @@ def main(argv=None) -> dict:
     cases = []
     for shape in args.shapes.split(","):
         for size in map(int, args.sizes.split(",")):
-            start = time.perf_counter()
-            op = SHAPES[shape](size)
-            construct = time.perf_counter() - start
-            t_plan, plan = timed(lambda op=op: to_plan(op), args.reps)
-            case = {"shape": shape, "size": size, "construct": construct,
-                    "to_plan": t_plan, "plan_nodes": len(plan.nodes("id")),
+            cpu: list = []
+            t_build, op = timed(lambda shape=shape, size=size: SHAPES[shape](size), 1, cpu)
+            t_plan, plan = timed(lambda op=op: to_plan(op), args.reps, cpu)
+            case = {"shape": shape, "size": size, "construct": t_build,
+                    "construct_cpu": cpu[0], "to_plan": t_plan, "to_plan_cpu": cpu[1],
+                    "plan_nodes": len(plan.nodes("id")),
                     "skrub_nodes": len(plan.nodes("id"))}
             try:
-                t_opt, result = timed(lambda plan=plan: optimize(plan), args.reps)
+                t_opt, result = timed(lambda plan=plan: optimize(plan), args.reps, cpu)
                 case["optimize"] = t_opt
+                case["optimize_cpu"] = cpu[2]
                 case["optimized_nodes"] = len(result.plan.nodes("id"))
                 case["rewrites"] = [{k: r[k] for k in ("rule", "nodes_before", "nodes_after")}
                                     for r in result.log]
@@ -121,7 +131,7 @@ def main(argv=None) -> dict:
                 case["optimize"] = None
                 case["optimize_error"] = f"{type(err).__name__}: {err}"
             cases.append(case)
-            print(f"{shape} {size}: construct {construct:.2f} s, to_plan {t_plan:.3f} s, "
+            print(f"{shape} {size}: construct {t_build:.2f} s, to_plan {t_plan:.3f} s, "
                   f"optimize {case['optimize']}", file=sys.stderr, flush=True)
             del op, plan
     out = {"cases": cases,

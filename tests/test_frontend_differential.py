@@ -115,7 +115,7 @@ CASES: dict[str, Callable[[str], Case | None]] = {}
 PREDICT = ("predict", "score")
 CLASSIFY = ("predict", "predict_proba", "decision_function", "score")
 TRANSFORM = ("fit_transform", "transform")
-RANDOM = ("default", "random(0)", "random(1)", "random(7)")
+RANDOM = ("default", "random(0)", "random(1)")
 
 
 def case(name):
@@ -835,7 +835,13 @@ def test_evaluate_matches_skrub(name, backend):
         assert_same_value(ours, theirs)
 
 
-@pytest.mark.parametrize("name", CASE_NAMES)
+SEPARATE_GRAPH_CASES = sorted(
+    name for name in CASE_NAMES
+    if name.startswith(("apply", "choice", "choose", "freeze", "concat", "subsample"))
+)
+
+
+@pytest.mark.parametrize("name", SEPARATE_GRAPH_CASES)
 def test_evaluate_on_separate_identical_graph(name, backend):
     # stratumlite on one graph, skrub on another built identically: a result
     # that skrub would compute only because of state left on the graph by a

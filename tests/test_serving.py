@@ -17,7 +17,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,9 +30,15 @@ from stratumlite import Config
 from stratumlite.datasets import load_churn
 from stratumlite.lineage.registry import ModelRegistry
 from stratumlite.registry_api import register
-from stratumlite.serving import ModelRef, ServingSettings, start_server
-from stratumlite.serving.batching import AIMDController
-from stratumlite.serving.inputs import InputError, InputSchema
+
+# the server's dependencies (starlette, uvicorn) and the test client (httpx)
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+from stratumlite.serving import ModelRef, ServingSettings, start_server  # noqa: E402
+from stratumlite.serving.batching import AIMDController  # noqa: E402
+from stratumlite.serving.inputs import InputError, InputSchema  # noqa: E402
 
 # skrub's TableVectorizer outputs float32: BLAS sums a row in another order
 # depending on the batch's shape, so probabilities of one row predicted in
@@ -272,7 +277,7 @@ def test_bad_inputs(models):
             r = post(client, {"records": wrong})
             assert r.status_code == 422 and r.json()["column"] == "contract"
 
-            for body in (b'{"records": [', b"not json", b"\xff\xfe"):
+            for body in (b'{"records": [', b"not json", b"\xff\xfe", b"[" * 15_000):
                 r = client.post("/v1/models/churn/predict", content=body,
                                 headers={"content-type": "application/json"})
                 assert r.status_code == 400, body

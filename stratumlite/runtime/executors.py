@@ -400,7 +400,8 @@ def _preload_forkserver(ctx) -> None:
         ctx.set_forkserver_preload(current + wanted)
 
 
-_PRELOAD = ("stratumlite.runtime.executors", "stratumlite.runtime.scheduler", "numba")
+_PRELOAD = ("stratumlite.runtime.executors", "stratumlite.runtime.scheduler",
+            "stratumlite.frontend.skrub_dataops", "numba", "threadpoolctl")
 
 
 class ProcessExecutor:

@@ -10,8 +10,12 @@ Design (per served model name, plus one per explicitly pinned version):
   result or an exception, also when its batch fails or the server stops.
 * **Batch formation.** One asyncio task takes the oldest request, then keeps
   taking requests while the batch stays within the current row limit, waiting
-  at most ``max_wait_ms`` after the first one for more to arrive. A request
-  with more rows than the limit forms a batch alone (requests are never split).
+  at most ``max_wait_ms`` after the first one for more to arrive. It waits
+  only when more are expected: when the recent mean gap between arrivals
+  (an exponential moving average) is shorter than ``max_wait_ms``; a lone
+  client (whose next request comes only after its answer) is never delayed.
+  A request with more rows than the limit forms a batch alone (requests are
+  never split).
 * **One predict per batch.** The batch's column lists are concatenated, ONE
   frame is built and ONE ``predict`` runs in the batcher's worker thread (a
   single thread per batcher, so the event loop keeps accepting and
@@ -184,8 +188,9 @@ class Batcher:
                                             thread_name_prefix=f"serve-{name}")
         self._task: asyncio.Task | None = None
         self._closing = False
-        self._running_batch = False
         self._last_batch_seconds = 0.0
+        self._last_arrival: float | None = None
+        self.mean_gap = float("inf")  # EWMA of the time between two arrivals
         self.metrics.batch_limit.set(self.controller.limit, model=name)
 
     # ------------------------------------------------------------ lifecycle
@@ -210,6 +215,12 @@ class Batcher:
         """Queue ``pending``; raises :class:`QueueFull` when at capacity."""
         if self._closing or len(self._items) >= self.capacity:
             raise QueueFull(self.retry_after())
+        now = pending.enqueued
+        if self._last_arrival is not None:
+            gap = max(0.0, now - self._last_arrival)
+            self.mean_gap = gap if self.mean_gap == float("inf") else \
+                0.8 * self.mean_gap + 0.2 * gap
+        self._last_arrival = now
         self._items.append(pending)
         self.metrics.queue_depth.set(len(self._items), model=self.name)
         self._wakeup.set()
@@ -247,7 +258,9 @@ class Batcher:
             batch = [self._items.popleft()]
             rows = batch[0].n_rows
             limit = self.controller.limit
-            deadline = loop.time() + max_wait
+            # wait for more only when more are expected within the window
+            wait = max_wait if self.mean_gap < max_wait else 0.0
+            deadline = loop.time() + wait
             while rows < limit:
                 if not self._items:
                     remaining = deadline - loop.time()

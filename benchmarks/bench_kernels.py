@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m benchmarks.bench_kernels            # 10K, 100K, 1M rows
+    python -m benchmarks.bench_kernels            # 1K, 10K, 100K, 1M rows
     python -m benchmarks.bench_kernels --rows 10000 100000 --repeat 3
 
 For every kernel and size: ``fit`` and ``transform`` timed separately, the
@@ -285,7 +285,7 @@ def markdown(rows: list[dict[str, Any]], first: dict[str, Any], meta: dict) -> s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+",
-                        default=[10_000, 100_000, 1_000_000])
+                        default=[1_000, 10_000, 100_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", default=None, help="substring of case names")

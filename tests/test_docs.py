@@ -9,7 +9,7 @@ import pytest
 
 import stratumlite
 
-SKIP = ("stratumlite.runtime.kernels", "stratumlite.cli", "stratumlite.serving")
+SKIP = ("stratumlite.runtime.kernels", "stratumlite.cli")
 
 
 def _modules():

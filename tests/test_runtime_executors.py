@@ -130,6 +130,22 @@ def test_large_buffers_round_trip_exactly(executor):
     pd.testing.assert_frame_equal(out_df, df, check_exact=True)
 
 
+def test_evaluation_errors_are_the_same_as_in_process(config):
+    @skrub.deferred
+    def fails(x):
+        raise ValueError(f"bad value {x}")
+
+    def error(cfg):
+        with pytest.raises(Exception) as info:
+            stratumlite.evaluate(fails(skrub.var("x", 3)) + 1, config=cfg)
+        e = info.value
+        return type(e), str(e), type(e.__cause__), getattr(e, "__notes__", [])[:1]
+
+    reference = error(stratumlite.Config(executor="sequential", verbose=0))
+    assert "bad value 3" in reference[1] or "bad value 3" in str(reference[3])
+    assert error(config) == reference
+
+
 # --------------------------------------------------------------------------
 # thread budget: no oversubscription
 

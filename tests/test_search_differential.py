@@ -401,6 +401,7 @@ RANDOMIZED_CASES = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:The total space of parameters")  # "match": 3 < n_iter
 @pytest.mark.parametrize("case", list(RANDOMIZED_CASES))
 def test_randomized_search_matches_skrub(case):
     op = RANDOMIZED_CASES[case]()

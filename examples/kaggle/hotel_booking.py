@@ -87,13 +87,14 @@ def make_data_op(n_rows: int | None = None) -> skrub.DataOp:
         skrub.choose_from({"raw": X, "engineered": engineer(X, y)}, name="features")
     )
     vectorizer = skrub.TableVectorizer(
+        high_cardinality=skrub.StringEncoder(random_state=0),
         datetime=skrub.DatetimeEncoder(
             add_weekday=True, add_day_of_year=True, periodic_encoding="circular"
-        )
+        ),
     )
     vectorized = features.skb.apply(vectorizer)
 
-    alpha = skrub.choose_float(0.1, 100.0, log=True, n_steps=3, name="alpha")
+    alpha = skrub.choose_float(1.0, 1000.0, log=True, n_steps=3, name="alpha")
     model = skrub.choose_from(
         {
             "ridge": make_pipeline(SimpleImputer(), StandardScaler(), Ridge(alpha=alpha)),

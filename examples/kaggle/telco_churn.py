@@ -97,7 +97,8 @@ def make_data_op(n_rows: int | None = None) -> skrub.DataOp:
     features = skrub.as_data_op(
         skrub.choose_from({"raw": X, "engineered": engineer(X)}, name="features")
     )
-    vectorized = features.skb.apply(skrub.TableVectorizer())
+    vectorizer = skrub.TableVectorizer(high_cardinality=skrub.StringEncoder(random_state=0))
+    vectorized = features.skb.apply(vectorizer)
 
     C = skrub.choose_float(0.01, 10.0, log=True, n_steps=3, name="C")
     model = skrub.choose_from(

@@ -51,8 +51,8 @@ more than reading it back::
     store  iff  seconds > read_overhead + bytes / read_bandwidth
 
 with ``read_overhead`` = 1 ms (opening three files, parsing the manifest,
-unpickling) and ``read_bandwidth`` = 500 MB/s (parquet/npy decode + sha256 on
-one core, measured: see ``PersistentCache`` for the figures). The test runs
+unpickling) and ``read_bandwidth`` = 500 MB/s (decode + sha256 on one core;
+see ``PersistentCache`` for the measured figures). The test runs
 twice: before writing, with the value's in-memory size (so a task faster than
 ``read_overhead`` — a column selection, a constant — is skipped without
 serializing anything), and after, with the real size of the files. An entry
@@ -136,12 +136,15 @@ class PersistentCache:
         Size cap; entries are evicted by value ``uses * seconds / bytes``.
     read_bandwidth : float
         Bytes per second the cost rule assumes for reading an entry back.
-        Measured on the development machine (one core, sha256 checked):
-        parquet ~0.9 GB/s, npy ~1.5 GB/s, pickle ~1 GB/s; the default 500 MB/s
-        is conservative.
+        Measured (``benchmarks/bench_runtime.py``, 64 MB of float64, sha256
+        checked, 2 shared cores at load ~10): npy ~400 MB/s, parquet ~160 MB/s,
+        pickle ~220 MB/s; on an idle core parquet decode + sha256 of 132 MB
+        takes 0.2 s (~650 MB/s). Writes: 85-130 MB/s (parquet encoding, sha256
+        and fsync).
     read_overhead : float
-        Fixed seconds per entry read (files opened, manifest parsed), ~0.3 ms
-        measured; the default 1 ms also skips tasks too quick to be worth a file.
+        Fixed seconds per entry read (files opened, manifest parsed): 1-4 ms
+        measured for a tiny entry (a tiny put costs ~20 ms: three fsyncs). The
+        default 1 ms also skips tasks too quick to be worth a file.
     """
 
     def __init__(self, directory, max_bytes: int | None = None, *,

@@ -12,10 +12,11 @@ travels to a worker: :class:`_Shipper` pickles ``(fn, args)`` with cloudpickle
    not copied into the pickle: they come out as separate buffers
    (``buffer_callback``). The process pool writes each buffer of 1 MiB or more
    into a file under ``/dev/shm`` (a memory file system; else the temporary
-   directory) that the worker reads straight into its own memory and deletes:
-   two copies instead of the five of pickling into a pipe. Results travel back
-   the same way. Dask moves the buffers as its own zero-copy frames.
-   (polars frames pickle to one IPC blob: in-band.)
+   directory) that the worker maps copy-on-write (``mmap``, no copy) and
+   deletes: one copy instead of the five of pickling into a pipe. Results
+   travel back the same way. Dask scatters large buffers to a worker and moves
+   the rest as its own zero-copy frames. (polars frames pickle to one IPC
+   blob: in-band.)
 
 2. **Shared objects travel once per worker.** A task holds its plan node
    (and through ``inputs`` every upstream node, whose operators can hold
@@ -37,8 +38,9 @@ added as a note.
 
 Process pool: ``concurrent.futures.ProcessPoolExecutor`` with the
 ``forkserver`` start method (``spawn`` where missing): ``fork`` would copy the
-parent's threads' locks. Workers start lazily; the first task of each worker
-pays the imports (skrub, scikit-learn).
+parent's threads' locks. The fork server is asked to import stratumlite's
+runtime, skrub and numba once (added to its preload list if it is not running
+yet), so workers fork warm.
 
 Dask: a ``distributed.Client`` on ``Config.dask_address``, or on a
 ``LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)``
@@ -56,10 +58,13 @@ Worked example::
     42
     >>> ex.shutdown()                                 # doctest: +SKIP
 
-Measured (2 cores, busy machine): a process-pool round trip for a trivial
-task is ~1-2 ms once the worker runs; a 128 MB array argument is ~0.15 s;
-a task whose binding holds a 100 MB dataset pays for it once per worker
-instead of once per task.
+Measured (``benchmarks/bench_runtime.py``; 2 cores shared, load ~10): process
+pool, trivial task round trip 0.3-0.9 ms; a 64 MB array there and back
+0.16-0.19 s (plain pickling of the same array in one process: ~0.4 s); first
+result 3-10 s (the fork server imports skrub and scikit-learn once), ~50 ms for
+later executors of the same process. Four bindings holding a 40 MB dataset
+each: 160 MB published for 20 tasks, instead of 800 MB shipped with them.
+Dask (LocalCluster, 2 workers): 14-19 ms per trivial task.
 """
 
 from __future__ import annotations
@@ -123,7 +128,10 @@ class _Message:
 
 
 def _rebuild_exception(cls, args, state, cause, note):
-    exc = BaseException.__new__(cls)
+    try:
+        exc = cls.__new__(cls)
+    except Exception:  # noqa: BLE001 - a __new__ that wants arguments
+        exc = BaseException.__new__(cls)
     exc.args = args
     if state:
         try:
@@ -168,7 +176,10 @@ class _Pickler(cloudpickle.Pickler):
         return None
 
     def reducer_override(self, obj):
-        if isinstance(obj, BaseException):
+        # exceptions of libraries and user code often cannot be rebuilt from
+        # their args (keyword-only __init__): rebuild without __init__, keep
+        # __cause__; builtin exceptions pickle as usual
+        if isinstance(obj, BaseException) and type(obj).__module__ != "builtins":
             return _reduce_exception(obj)
         return super().reducer_override(obj)
 

@@ -71,10 +71,10 @@ __all__ = [
     "CorruptFileError",
     "FileInfo",
     "Written",
+    "canonical_json",
     "choose_format",
     "dump_pickle",
     "estimate_nbytes",
-    "fsync_directory",
     "load_pickle",
     "read_value",
     "write_value",
@@ -106,17 +106,6 @@ class Written:
     @property
     def nbytes(self) -> int:
         return sum(f.bytes for f in self.files.values())
-
-    def to_json(self) -> dict:
-        return {"format": self.format, "meta": self.meta,
-                "files": {n: {"bytes": f.bytes, "sha256": f.sha256}
-                          for n, f in self.files.items()}}
-
-    @classmethod
-    def from_json(cls, data: dict) -> Written:
-        files = {n: FileInfo(int(f["bytes"]), str(f["sha256"]))
-                 for n, f in data["files"].items()}
-        return cls(str(data["format"]), files, dict(data.get("meta") or {}))
 
 
 # --------------------------------------------------------------------------
@@ -292,20 +281,6 @@ def _write_file(path: Path, writer, checksum: bool, fsync: bool) -> FileInfo:
         if fsync:
             os.fsync(raw.fileno())
     return FileInfo(out.count, out.hexdigest())
-
-
-def fsync_directory(path: Path) -> None:
-    """Make the directory entries of ``path`` durable (no-op where unsupported)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_value(value, directory: Path, stem: str = "value", *, checksum: bool = True,

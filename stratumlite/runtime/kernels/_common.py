@@ -30,7 +30,7 @@ NJIT_PAR = {"cache": True, "nogil": True, "parallel": True}
 
 #: below this many elements per thread a parallel region costs more than it
 #: saves (and on an oversubscribed machine a barrier can cost a time slice)
-MIN_WORK_PER_THREAD = 250_000
+MIN_WORK_PER_THREAD = 1_000_000
 
 
 def n_threads() -> int:

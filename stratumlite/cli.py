@@ -661,7 +661,9 @@ def main(argv: list[str] | None = None) -> int:
     import click
 
     try:
-        app(args=argv, prog_name="stratumlite", standalone_mode=False)
+        # with standalone_mode=False click returns the code of typer.Exit(n)
+        status = app(args=argv, prog_name="stratumlite", standalone_mode=False)
+        return status if isinstance(status, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
@@ -676,7 +678,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one clear line, no traceback
         _fail(_error_text(exc))
         return 1
-    return 0
 
 
 if __name__ == "__main__":

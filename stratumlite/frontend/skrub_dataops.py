@@ -130,7 +130,10 @@ class SkrubOp(Operator):
         return self.cls.__name__
 
     def is_source(self) -> bool:
-        return self.cls is _data_ops.Var or self.cls is _data_ops.Value
+        if self.cls is _data_ops.Var:
+            return True
+        # a Value wrapping data; not one wrapping a choice (``as_data_op(choice)``)
+        return self.cls is _data_ops.Value and not self.field_inputs.get("value")
 
     def is_estimator(self) -> bool:
         return self.cls.__name__ in _STATEFUL

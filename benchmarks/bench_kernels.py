@@ -7,7 +7,8 @@ Run from the repository root::
 
 For every kernel and size: ``fit`` and ``transform`` timed separately, the
 median of ``--repeat`` runs after one warm-up call (numba compilation and
-cache loading excluded), on 2 numba threads (``kernel_threads(2)``).  The
+cache loading excluded), on 2 numba threads (``kernel_threads(2)``; ``--threads 2 1`` adds a
+1-thread table).  The
 compile / first-call cost is measured separately in fresh subprocesses: once
 with an empty numba cache directory (compilation) and once with that cache
 filled (what every later process pays).  Each size also checks that the
@@ -242,8 +243,18 @@ def markdown(rows: list[dict[str, Any]], first: dict[str, Any], meta: dict) -> s
     lines = [
         "# Kernel benchmark",
         "",
-        f"numba threads: {meta['threads']}, repeat: {meta['repeat']} (median), "
-        f"load average before/after: {meta['load_before']} / {meta['load_after']}",
+        f"repeat: {meta['repeat']} (median), load average before/after: "
+        f"{meta['load_before']} / {meta['load_after']} on {meta['cpu_count']} cores",
+    ]
+    for threads in meta["threads"]:
+        lines += _table([r for r in rows if r["threads"] == threads], threads)
+    return "\n".join(lines + _first_call_and_misses(rows, first, meta))
+
+
+def _table(rows: list[dict[str, Any]], threads: int) -> list[str]:
+    lines = [
+        "",
+        f"## numba threads: {threads}",
         "",
         "| case | rows | fit orig (s) | fit kernel (s) | fit x | "
         "transform orig (s) | transform kernel (s) | transform x | fit+transform x |"
@@ -258,6 +269,11 @@ def markdown(rows: list[dict[str, Any]], first: dict[str, Any], meta: dict) -> s
             f"{r['transform_speedup']:.1f} | {r['fit_transform_speedup']:.1f} | "
             f"{'yes' if r['equal_output'] else 'NO'} |"
         )
+    return lines
+
+
+def _first_call_and_misses(rows, first, meta) -> list[str]:
+    lines: list[str] = []
     if first:
         lines += [
             "",
@@ -274,12 +290,12 @@ def markdown(rows: list[dict[str, Any]], first: dict[str, Any], meta: dict) -> s
     if misses:
         for r in misses:
             lines.append(
-                f"- {r['case']}: fit {r['fit_speedup']:.1f}x, "
+                f"- [{r['threads']} threads] {r['case']}: fit {r['fit_speedup']:.1f}x, "
                 f"transform {r['transform_speedup']:.1f}x"
             )
     else:
         lines.append("- none")
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, nargs="+",
                         default=[1_000, 10_000, 100_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, nargs="+", default=[2],
+                        help="numba thread counts to run (one table each)")
     parser.add_argument("--only", default=None, help="substring of case names")
     parser.add_argument("--no-first-call", action="store_true")
     parser.add_argument("--output", default=str(RESULTS))
@@ -297,21 +314,24 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()
     rows = []
-    with kernel_threads(args.threads):
-        for case in workloads():
-            if args.only and args.only not in case["name"]:
-                continue
-            for n in args.rows:
-                row = bench_case(case, n, args.repeat)
-                rows.append(row)
-                print(
-                    f"{case['name']:45s} {n:>9,}  fit {row['fit_speedup']:5.1f}x  "
-                    f"transform {row['transform_speedup']:5.1f}x",
-                    file=sys.stderr,
-                )
+    for threads in args.threads:
+        with kernel_threads(threads):
+            for case in workloads():
+                if args.only and args.only not in case["name"]:
+                    continue
+                for n in args.rows:
+                    row = bench_case(case, n, args.repeat)
+                    row["threads"] = threads
+                    rows.append(row)
+                    print(
+                        f"[{threads} thr] {case['name']:45s} {n:>9,}  "
+                        f"fit {row['fit_speedup']:5.1f}x  "
+                        f"transform {row['transform_speedup']:5.1f}x",
+                        file=sys.stderr,
+                    )
     first = {} if args.no_first_call else first_calls()
     meta = {
-        "threads": args.threads,
+        "threads": list(args.threads),
         "repeat": args.repeat,
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],

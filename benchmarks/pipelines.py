@@ -106,7 +106,7 @@ def _tiny_data_op(n_rows: int | None = None) -> skrub.DataOp:
     data = skrub.var("data", _tiny_frame(n_rows))
     X = data.drop(columns="target").skb.mark_as_X()
     y = data["target"].skb.mark_as_y()
-    features = X.skb.apply(skrub.TableVectorizer())
+    features = X.skb.apply(_tv())
     model = skrub.choose_from(
         {
             "ridge": Ridge(alpha=skrub.choose_from([0.1, 10.0], name="alpha")),
@@ -170,6 +170,14 @@ def _xy(df):
     return X, y
 
 
+def _tv(**kwargs):
+    """The vectorizer most agents use. skrub's default high-cardinality encoder
+    (``StringEncoder``: a randomized SVD) is unseeded, which would make even two
+    skrub runs differ; it is seeded here so that the scores can be compared."""
+    kwargs.setdefault("high_cardinality", skrub.StringEncoder(random_state=0))
+    return skrub.TableVectorizer(**kwargs)
+
+
 def _linear(alpha):
     return make_pipeline(SimpleImputer(), StandardScaler(), Ridge(alpha=alpha))
 
@@ -185,33 +193,34 @@ def _ratios(X):
 
 def agent_01(df):  # baseline: TableVectorizer + ridge
     X, y = _xy(df)
-    return X.skb.apply(skrub.TableVectorizer()).skb.apply(_linear(1.0), y=y)
+    return X.skb.apply(_tv()).skb.apply(_linear(1.0), y=y)
 
 
 def agent_02(df):  # same, stronger regularisation, written inline
     data = skrub.var("loans", df)
     X = data.drop(columns=[AGENT_TARGET, *AGENT_LEAKY]).skb.mark_as_X()
     y = data[AGENT_TARGET].skb.mark_as_y()
-    vec = X.skb.apply(skrub.TableVectorizer())
+    vec = X.skb.apply(
+        skrub.TableVectorizer(high_cardinality=skrub.StringEncoder(random_state=0)))
     return vec.skb.apply(
         make_pipeline(SimpleImputer(), StandardScaler(), Ridge(alpha=10.0)), y=y)
 
 
 def agent_03(df):
     X, y = _xy(df)
-    return X.skb.apply(skrub.TableVectorizer()).skb.apply(_linear(100.0), y=y)
+    return X.skb.apply(_tv()).skb.apply(_linear(100.0), y=y)
 
 
 def agent_04(df):  # lasso
     X, y = _xy(df)
-    vec = X.skb.apply(skrub.TableVectorizer())
+    vec = X.skb.apply(_tv())
     model = make_pipeline(SimpleImputer(), StandardScaler(), Lasso(alpha=0.01))
     return vec.skb.apply(model, y=y)
 
 
 def agent_05(df):  # elastic net
     X, y = _xy(df)
-    vec = X.skb.apply(skrub.TableVectorizer())
+    vec = X.skb.apply(_tv())
     model = make_pipeline(SimpleImputer(), StandardScaler(),
                           ElasticNet(alpha=0.01, l1_ratio=0.5))
     return vec.skb.apply(model, y=y)
@@ -219,18 +228,18 @@ def agent_05(df):  # elastic net
 
 def agent_06(df):  # gradient boosting on the same features
     X, y = _xy(df)
-    vec = X.skb.apply(skrub.TableVectorizer())
+    vec = X.skb.apply(_tv())
     return vec.skb.apply(HistGradientBoostingRegressor(max_iter=50, random_state=0), y=y)
 
 
 def agent_07(df):  # ratio features + ridge
     X, y = _xy(df)
-    return _ratios(X).skb.apply(skrub.TableVectorizer()).skb.apply(_linear(1.0), y=y)
+    return _ratios(X).skb.apply(_tv()).skb.apply(_linear(1.0), y=y)
 
 
 def agent_08(df):  # ratio features + ridge, other alpha
     X, y = _xy(df)
-    return _ratios(X).skb.apply(skrub.TableVectorizer()).skb.apply(_linear(10.0), y=y)
+    return _ratios(X).skb.apply(_tv()).skb.apply(_linear(10.0), y=y)
 
 
 def agent_09(df):  # ratio features written inline (same operations as _ratios)
@@ -243,32 +252,33 @@ def agent_09(df):  # ratio features written inline (same operations as _ratios)
         credit_utilization=X["total_credit_utilized"]
         / X["total_credit_limit"].where(X["total_credit_limit"] > 0),
     )
-    vec = X.skb.apply(skrub.TableVectorizer())
+    vec = X.skb.apply(skrub.TableVectorizer(
+        high_cardinality=skrub.StringEncoder(n_components=30, random_state=0)))
     return vec.skb.apply(make_pipeline(SimpleImputer(), StandardScaler(),
                                        Lasso(alpha=0.01)), y=y)
 
 
 def agent_10(df):  # ratio features + boosting
     X, y = _xy(df)
-    vec = _ratios(X).skb.apply(skrub.TableVectorizer())
+    vec = _ratios(X).skb.apply(_tv())
     return vec.skb.apply(HistGradientBoostingRegressor(max_iter=50, random_state=0), y=y)
 
 
 def agent_11(df):  # MinHash for the free-text employment title
     X, y = _xy(df)
-    vec = X.skb.apply(skrub.TableVectorizer(high_cardinality=skrub.MinHashEncoder()))
+    vec = X.skb.apply(_tv(high_cardinality=skrub.MinHashEncoder()))
     return vec.skb.apply(_linear(1.0), y=y)
 
 
 def agent_12(df):
     X, y = _xy(df)
-    vec = X.skb.apply(skrub.TableVectorizer(high_cardinality=skrub.MinHashEncoder()))
+    vec = X.skb.apply(_tv(high_cardinality=skrub.MinHashEncoder()))
     return vec.skb.apply(_linear(10.0), y=y)
 
 
 def agent_13(df):
     X, y = _xy(df)
-    vec = X.skb.apply(skrub.TableVectorizer(high_cardinality=skrub.MinHashEncoder()))
+    vec = X.skb.apply(_tv(high_cardinality=skrub.MinHashEncoder()))
     return vec.skb.apply(make_pipeline(SimpleImputer(), StandardScaler(),
                                        ElasticNet(alpha=0.01, l1_ratio=0.2)), y=y)
 
@@ -276,25 +286,25 @@ def agent_13(df):
 def agent_14(df):  # lower-cased titles, then the default vectorizer
     X, y = _xy(df)
     X = X.assign(emp_title=X["emp_title"].str.lower())
-    return X.skb.apply(skrub.TableVectorizer()).skb.apply(_linear(1.0), y=y)
+    return X.skb.apply(_tv()).skb.apply(_linear(1.0), y=y)
 
 
 def agent_15(df):
     X, y = _xy(df)
     X = X.assign(emp_title=X["emp_title"].str.lower())
-    return X.skb.apply(skrub.TableVectorizer()).skb.apply(_linear(10.0), y=y)
+    return X.skb.apply(_tv()).skb.apply(_linear(10.0), y=y)
 
 
 def agent_16(df):  # drop the text column altogether
     X, y = _xy(df)
     X = X.drop(columns=["emp_title"])
-    return X.skb.apply(skrub.TableVectorizer()).skb.apply(_linear(1.0), y=y)
+    return X.skb.apply(_tv()).skb.apply(_linear(1.0), y=y)
 
 
 def agent_17(df):
     X, y = _xy(df)
     X = X.drop(columns=["emp_title"])
-    return X.skb.apply(skrub.TableVectorizer()).skb.apply(
+    return X.skb.apply(_tv()).skb.apply(
         HistGradientBoostingRegressor(max_iter=50, random_state=0), y=y)
 
 
@@ -303,13 +313,13 @@ def agent_18(df):  # a column subset instead of a drop list: nothing shared upst
     keep = [c for c in df.columns if c not in (AGENT_TARGET, *AGENT_LEAKY)]
     X = data[keep].skb.mark_as_X()
     y = data[AGENT_TARGET].skb.mark_as_y()
-    return X.skb.apply(skrub.TableVectorizer()).skb.apply(_linear(3.0), y=y)
+    return X.skb.apply(_tv()).skb.apply(_linear(3.0), y=y)
 
 
 def _agent_loop(alpha):
     def agent(df):  # generated in a loop: ratio features + ridge over an alpha grid
         X, y = _xy(df)
-        vec = _ratios(X).skb.apply(skrub.TableVectorizer())
+        vec = _ratios(X).skb.apply(_tv())
         return vec.skb.apply(_linear(alpha), y=y)
 
     return agent

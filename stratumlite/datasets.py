@@ -255,12 +255,14 @@ def _hotel_rates() -> pd.DataFrame:
 def load_hotel_rates(n_rows: int | None = None, random_state: int = 0) -> pd.DataFrame:
     """Hotel booking demand, resort hotel (modeldata ``hotel_rates``).
 
-    15,402 non-cancelled bookings x 28 columns, arrivals from 2016-07-02 to
-    2017-08-31. Regression target: ``avg_price_per_room`` (the "ADR", euros).
+    15,402 bookings x 28 columns of the "Resort Hotel" of Antonio et al.
+    (2019), as filtered by modeldata, arrivals from 2016-07-02 to 2017-08-31.
+    Regression target: ``avg_price_per_room`` (the "ADR", euros).
     ``arrival_date`` is parsed to a datetime. High-cardinality strings:
     ``country`` (lower-case ISO-3 codes, 164 missing), ``agent`` and
-    ``company`` (anonymised as fake person names; ``"not_applicable"`` when
-    there is none). ``historical_adr`` is a precomputed average of past ADRs.
+    ``company`` (replaced by random names in modeldata; ``"not_applicable"``
+    when there is none). ``historical_adr`` is a rate derived by modeldata from
+    the 2016 bookings.
 
     ``n_rows``/``random_state``: see :func:`sample_rows` (with replacement when
     ``n_rows > 15402``).

@@ -320,8 +320,15 @@ def _sum_count_pairwise(X, depth):
     return sums, nans
 
 
+#: row-major data is split between threads by columns (each column's order
+#: of additions must stay sequential); a block narrower than this many
+#: columns shares its cache lines with the next block, so every thread would
+#: stream the whole array: below it, one thread does all the columns
+MIN_BLOCK_COLUMNS = 16
+
+
 def _column_blocks(d: int, n_blocks: int) -> np.ndarray:
-    n_blocks = max(1, min(int(n_blocks), d))
+    n_blocks = max(1, min(int(n_blocks), d // MIN_BLOCK_COLUMNS))
     return np.linspace(0, d, n_blocks + 1).astype(np.int64)
 
 

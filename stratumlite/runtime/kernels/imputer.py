@@ -10,9 +10,10 @@ Fit (statistics per column, all columns in a ``prange``):
   present values of a column and selects the two middle order statistics with
   a quickselect (O(n)), then evaluates scikit-learn's ``(low + high) / 2.``.
 * ``most_frequent``: ``scipy.stats.mode`` per column (smallest of the most
-  frequent values); the kernel gathers the present values, sorts them with
-  numpy's vectorised sort (columns spread over the numba thread count) and
-  scans runs.
+  frequent values, via ``np.unique``) on a masked copy; here the present
+  values are gathered by a numba loop, sorted with numpy's vectorised sort
+  (faster than any hash count tried) and the runs scanned once; columns are
+  spread over the numba thread count with a thread pool.
 * ``constant``: only "is the column entirely missing" is computed.
 
 Transform: one fused parallel pass writing ``statistic if isnan(x) else x``
@@ -118,15 +119,29 @@ def _median(X):
 
 
 @njit(**NJIT)
-def _gather_present(col):
-    out = np.empty(col.shape[0], dtype=np.float64)
-    c = 0
-    for i in range(col.shape[0]):
-        v = col[i]
-        if v == v:
-            out[c] = v
-            c += 1
-    return out[:c]
+def _gather_present(X, col_major):
+    # present (non-NaN) values of every column, packed at the start of the
+    # rows of ``buf``; one pass over X in its memory order
+    n, d = X.shape
+    buf = np.empty((d, n), dtype=np.float64)
+    cnt = np.zeros(d, dtype=np.int64)
+    # branch-free: always store, advance only past present values
+    if col_major:
+        for j in range(d):
+            c = 0
+            for i in range(n):
+                v = X[i, j]
+                buf[j, c] = v
+                c += v == v
+            cnt[j] = c
+    else:
+        for i in range(n):
+            for j in range(d):
+                v = X[i, j]
+                c = cnt[j]
+                buf[j, c] = v
+                cnt[j] = c + (v == v)
+    return buf, cnt
 
 
 @njit(**NJIT)
@@ -148,19 +163,17 @@ def _mode_sorted(s):
 
 
 def _most_frequent(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # numpy's sort (vectorised, releases the GIL) beats numba's np.sort; the
-    # columns are spread over the numba thread count with a thread pool
     d = X.shape[1]
+    buf, count = _gather_present(X, bool(X.flags.f_contiguous))
     stat = np.empty(d, dtype=np.float64)
-    count = np.zeros(d, dtype=np.int64)
 
     def one(j: int) -> None:
-        vals = _gather_present(X[:, j])
-        count[j] = vals.shape[0]
-        if vals.shape[0] == 0:
+        c = int(count[j])
+        if c == 0:
             stat[j] = np.nan
             return
-        vals.sort()
+        vals = buf[j, :c]
+        vals.sort()  # numpy's vectorised sort, in place in the buffer
         stat[j] = _mode_sorted(vals)
 
     workers = min(d, _n_threads())
@@ -170,6 +183,7 @@ def _most_frequent(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     else:
         from concurrent.futures import ThreadPoolExecutor
 
+        # numpy's sort releases the GIL
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(one, range(d)))
     return stat, count

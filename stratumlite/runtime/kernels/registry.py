@@ -63,23 +63,23 @@ class KernelSpec:
         return self.original.__name__
 
 
-# min_rows: from benchmarks/results/kernels.json (2 threads); the kernel wins
-# from 10K rows on for every operator measured, and the crossover observed on
-# smaller inputs lies between 1K and 5K rows, so the threshold is kept
-# conservative.
+# min_rows: from benchmarks/results/kernels.json (2 threads, sizes 1K, 10K,
+# 100K, 1M): the smallest measured size from which the kernel's fit +
+# transform beats the original at every larger size, over all cases of the
+# operator (measured on a shared, loaded 2-core machine, so conservative).
 KERNELS: dict[type, KernelSpec] = {
     OneHotEncoder: KernelSpec(OneHotEncoder, FastOneHotEncoder,
-                              supports_one_hot_encoder, min_rows=5_000),
+                              supports_one_hot_encoder, min_rows=10_000),
     OrdinalEncoder: KernelSpec(OrdinalEncoder, FastOrdinalEncoder,
-                               supports_ordinal_encoder, min_rows=5_000),
+                               supports_ordinal_encoder, min_rows=1_000),
     StandardScaler: KernelSpec(StandardScaler, FastStandardScaler,
-                               supports_standard_scaler, min_rows=5_000),
+                               supports_standard_scaler, min_rows=1_000),
     MinMaxScaler: KernelSpec(MinMaxScaler, FastMinMaxScaler,
-                             supports_minmax_scaler, min_rows=5_000),
+                             supports_minmax_scaler, min_rows=100_000),
     SimpleImputer: KernelSpec(SimpleImputer, FastSimpleImputer,
-                              supports_simple_imputer, min_rows=5_000),
+                              supports_simple_imputer, min_rows=100_000),
     DatetimeEncoder: KernelSpec(DatetimeEncoder, FastDatetimeEncoder,
-                                supports_datetime_encoder, min_rows=5_000),
+                                supports_datetime_encoder, min_rows=1_000),
 }
 
 _FAST_CLASSES = tuple(spec.fast_class for spec in KERNELS.values())

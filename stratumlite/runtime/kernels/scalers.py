@@ -30,6 +30,9 @@ One fused parallel pass ``(x - mean_) / scale_`` (resp. ``x * scale_ +
 min_`` then numpy's NaN-propagating clip) into a fresh array with the same
 memory layout as scikit-learn's copy, instead of copy + two in-place passes.
 Each operation is rounded separately (no ``fastmath``, no FMA), like numpy.
+Both sides must allocate the n x d output, and its first-touch page faults
+are a large share of the time, so the transform gain is modest (see
+``benchmarks/results/kernels.json``); the fit gain is larger.
 
 Fallbacks (the original runs): sparse input, float32/float16 data, sample
 weights, ``partial_fit`` after a first fit, ``copy=False`` (scikit-learn then

@@ -53,7 +53,12 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="1000,5000,10000")
     p.add_argument("--fingerprint-rows", type=int, default=1_000_000)
 
+    p = sub.add_parser("report", help="re-render (and merge) saved runtime runs")
+    p.add_argument("json", nargs="+", help="benchmarks/results/run-*.json files")
+
     args = parser.parse_args(argv)
+    if args.command == "report":
+        return harness.cmd_report(args.json)
     reps = args.reps if args.reps is not None else (1 if args.quick else 3)
     if args.command == "run":
         rows = args.rows if args.rows is not None else (3000 if args.quick else None)

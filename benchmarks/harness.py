@@ -589,8 +589,14 @@ def cmd_runtime(reps: int, rows: int, systems: list[str], n_jobs_cache: int = 2,
     runs_all = run_search_session([example], systems, reps, {example: rows},
                                   n_jobs_cache=n_jobs_cache, timeout=timeout, log=log)
     runs = runs_all[example]
+    return render_runtime(runs, machine, list(os.getloadavg()), reps, rows, systems,
+                          n_jobs_cache, stamp, log)
+
+
+def render_runtime(runs: dict, machine: dict, end_load, reps: int, rows: int,
+                   systems: list[str], n_jobs_cache: int, stamp: str, log=_eprint,
+                   note: str = "") -> int:
     fill_skrub_fits(runs)
-    end_load = list(os.getloadavg())
     cores = machine["cores"]
     ref = reference_system(runs)
     problems = check_scores(runs, ref) if ref else []
@@ -616,7 +622,7 @@ def cmd_runtime(reps: int, rows: int, systems: list[str], n_jobs_cache: int = 2,
                             sl_mem / sk_mem, "met" if sl_mem <= sk_mem else "MISSED"))
     md = [f"## Runtime benchmark (issue 4): flights, {rows:,} rows sampled, "
           "2 feature variants x 4 models x 3 folds\n",
-          machine_markdown(machine, end_load),
+          machine_markdown(machine, end_load) + note,
           f"\n{reps} repetition(s); every system in a fresh process; ratios inside each "
           f"repetition, then the median. skrub_cache: skrub's joblib cache (`SKB_CACHE`, a "
           f"fresh directory each repetition), n_jobs={n_jobs_cache} unless the system "
@@ -641,7 +647,8 @@ def cmd_runtime(reps: int, rows: int, systems: list[str], n_jobs_cache: int = 2,
         md.append("\nTask time by operator (stratumlite warm, repetition 1):\n")
         md.append(top_ops_table(warm[0]))
     payload = {"command": "runtime", "machine": machine, "reps": reps, "rows": rows,
-               "systems": systems, "runs": runs, "targets": targets}
+               "systems": systems, "runs": runs, "targets": targets,
+               "n_jobs_cache": n_jobs_cache, "note": note}
     plot = {f"flights {rows:,} rows": {lbl: med for lbl, (med, _) in ratios.items()
                                        if med and "skrub n_jobs=1 / dedup" not in lbl}}
     return _finish("runtime", payload, "\n".join(md), problems, stamp, plot,
@@ -832,3 +839,28 @@ def cmd_compile(sizes: list[int], reps: int, fingerprint_rows: int,
           "estimate of its wall time on an idle one."]
     payload = {"command": "compile", "machine": machine, "data": data}
     return _finish("compile", payload, "\n".join(md), [], stamp, None, log=log)
+
+
+def cmd_report(paths: list[str], log=_eprint) -> int:
+    """Re-render a runtime report from saved runs; several files are merged
+    (their repetitions concatenated: every ratio is still taken inside one
+    repetition, medians are over all of them)."""
+    payloads = [json.loads(Path(p).read_text()) for p in paths]
+    if {p["command"] for p in payloads} != {"runtime"}:
+        raise SystemExit("report: only runtime runs can be merged")
+    if len({p["rows"] for p in payloads}) != 1:
+        raise SystemExit("report: the runs have different row counts")
+    runs: dict[str, list] = {}
+    for p in payloads:
+        for system, reps in p["runs"].items():
+            runs.setdefault(system, []).extend(reps)
+    # every system must have one result per repetition, in the same order
+    n = min(len(v) for v in runs.values())
+    runs = {k: v[:n] for k, v in runs.items()}
+    first = payloads[0]
+    note = ("  \nMerged from " + ", ".join(Path(p).name for p in paths)
+            + "; load average at the start of each: "
+            + ", ".join(f"{p['machine']['loadavg'][0]:.2f}" for p in payloads) + ".")
+    return render_runtime(runs, first["machine"], payloads[-1].get("machine_end_loadavg"), n,
+                          first["rows"], first["systems"], first.get("n_jobs_cache", 2),
+                          timestamp(), log, note=note)

@@ -17,8 +17,8 @@ The search space (a skrub DataOps plan):
 * ``features``: flight columns only, or flight columns joined with
   ``weather`` (on ``origin`` + ``time_hour``), ``planes`` (on ``tailnum``) and
   ``airports`` (``dest`` -> ``faa``);
-* one shared ``skrub.TableVectorizer`` (``tailnum``, ``flight``, ``route`` and
-  other high-cardinality strings through a ``skrub.MinHashEncoder``, which is
+* one shared ``skrub.TableVectorizer`` (``tailnum``, ``route`` and other
+  high-cardinality strings through a ``skrub.MinHashEncoder``, which is
   much cheaper than a ``StringEncoder`` on short codes repeated over 100k rows;
   ``time_hour`` through a ``skrub.DatetimeEncoder``);
 * ``model``: Ridge (imputation + scaling), LightGBM or HistGradientBoosting.
@@ -78,8 +78,6 @@ def flight_features(X: skrub.DataOp) -> skrub.DataOp:
         # scheduled duration in local clock times (so it includes the time-zone shift)
         sched_block_minutes=(sched_arr - sched_dep) % 1440,
         route=X["origin"] + "-" + X["dest"],
-        # the flight number is an identifier, not a quantity
-        flight=X["carrier"] + X["flight"].astype(str),
     ).drop(columns=["year", "sched_dep_time", "sched_arr_time"])
 
 

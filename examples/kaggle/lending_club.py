@@ -90,8 +90,8 @@ def engineer(X: skrub.DataOp) -> skrub.DataOp:
     )
     emp_title_encoder = skrub.choose_from(
         {
-            "lse": skrub.StringEncoder(n_components=30, random_state=0),
-            "minhash": skrub.MinHashEncoder(n_components=30),
+            "lse": skrub.StringEncoder(n_components=20, random_state=0),
+            "minhash": skrub.MinHashEncoder(n_components=20),
         },
         name="emp_title_encoder",
     )
@@ -112,6 +112,7 @@ def make_data_op(n_rows: int | None = None) -> skrub.DataOp:
     )
     vectorized = features.skb.apply(
         skrub.TableVectorizer(
+            cardinality_threshold=60,  # one-hot encode the 50 states
             high_cardinality=skrub.StringEncoder(random_state=0),
             datetime=skrub.DatetimeEncoder(add_total_seconds=True),
         )

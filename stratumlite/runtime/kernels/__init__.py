@@ -26,7 +26,11 @@ callers (the runtime sets the count per node).  Kernels may use *fewer*
 threads than that for small inputs (at least ``MIN_WORK_PER_THREAD``
 elements per thread, see :func:`._common.work_scope`): a parallel region on
 10K rows costs more than it saves, and on an oversubscribed machine a
-barrier can cost a whole scheduler time slice.  Compiled code is cached on
+barrier can cost a whole scheduler time slice.  On the shared 2-core
+benchmark machine (load average 5-15) one thread was often faster than two
+(numba's GNU OpenMP layer spins at barriers, competing with the other
+processes), so the runtime should grant a node more than one thread only
+when cores are actually idle.  Compiled code is cached on
 disk (``cache=True``), so a new process loads it instead of recompiling; the
 first call in a process still pays the load (see the benchmark's
 "first call" column), which :func:`warm_up` can move out of the hot path.

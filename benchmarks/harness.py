@@ -563,6 +563,10 @@ def cmd_run(examples: list[str], reps: int, rows: int | None, systems: list[str]
         md.append("\n" + ratio_table(ex_runs))
         md.append(f"\nScores vs {ref}: " + ("**MISMATCH**" if probs else
                                              "equal for every configuration (rtol 1e-9)."))
+        if any(p.startswith("skrub") for p in probs):
+            md.append(" skrub disagrees with itself between processes on this example: it "
+                      "is not deterministic (unseeded randomness, e.g. a default "
+                      "`StringEncoder`), so no engine can match it; seed the example.")
         plot_groups[example] = {label: med for label, med, _ in ratio_rows(ex_runs)
                                 if med and "skrub n_jobs=1 / dedup" not in label}
     md.append("\n### Where stratumlite's time goes\n")

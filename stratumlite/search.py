@@ -311,6 +311,17 @@ class ParamSearch(adapter.SearchBase):
                 self.best_learner_ = engine.learner_for(best)
             self.records_ = list(session.records)
             self.operator_selection_ = dict(engine.operator_selection)
+            self.run_id_ = session.run_id
+            self.output_key_ = None  # lineage key of the refitted best learner
+            if best is not None:
+                self.output_key_ = self.best_learner_.plan.output.key
+                if config.lineage:
+                    from .lineage.recording import fitted_run
+
+                    found = fitted_run(self.best_learner_.plan.output.key,
+                                       self.best_learner_.fit_key_, config.lineage_db)
+                    if found is not None:
+                        self.output_key_ = found[1]
             self.stats_ = _stats(engine, assignments, splits, pre, session,
                                  time.perf_counter() - start)
             self.errors_ = _errors(engine, assignments, splits)

@@ -148,14 +148,24 @@ def main(argv: list[str] | None = None):
     else:
         import stratumlite
 
+        # record every executed node (lineage) and keep a persistent cache, in
+        # ./.stratumlite unless STRATUMLITE_HOME says otherwise
+        config = stratumlite.Config.from_env(lineage=True, cache=True)
         print(stratumlite.explain(data_op))
-        search = stratumlite.make_grid_search(data_op, fitted=True, **SEARCH)
+        search = stratumlite.make_grid_search(data_op, fitted=True, config=config, **SEARCH)
     elapsed = time.perf_counter() - start
 
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(search.results_)
     print(f"best score ({SEARCH['scoring']}): {search.best_score_:.4f}")
     print(f"search wall time ({args.engine}): {elapsed:.1f} s")
+    if args.engine == "stratumlite":
+        stats = search.stats_
+        print(f"fits executed: {stats['fits_executed']} (a naive search runs "
+              f"{stats['fits_naive']})")
+        print(f"lineage: run {search.run_id_} recorded in {config.lineage_db}; "
+              f"inspect it with `stratumlite runs` and "
+              f"`stratumlite lineage {search.output_key_[:12]}`")
     return search
 
 

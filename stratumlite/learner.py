@@ -151,8 +151,44 @@ class Learner:
         return self._run("decision_function", environment)
 
     def score(self, environment: dict) -> Any:
-        """The final estimator's ``score`` on ``environment`` (skrub's score mode)."""
-        return self._run("score", environment)
+        """The final estimator's ``score`` on ``environment`` (skrub's score
+        mode); with ``.skb.with_scoring``, a dict of those scorers' results,
+        as skrub's learner returns."""
+        output = self.plan.output
+        if output.op.kind != "Scoring":
+            return self._run("score", environment)
+        if "score" not in self.modes:
+            raise AttributeError("This learner has no method 'score'.")
+        return self._score_with_scoring(dict(environment or {}), output)
+
+    def _score_with_scoring(self, env: dict, scoring_node) -> Any:
+        """skrub's ``SkrubLearner.score`` with ``.skb.with_scoring``: X and y
+        are evaluated, then each scorer is called on the learner seen as an
+        estimator of X (predictions through the runtime)."""
+        from .frontend import X_NAME, Y_NAME, search_adapter
+        from .frontend.templates import input_refs, resolve_with
+
+        nodes = self.plan.nodes("key")
+        x_node = next(n for n in nodes if getattr(n.op, "meta", {}).get("is_X"))
+        y_nodes = [n for n in nodes if getattr(n.op, "meta", {}).get("is_y")]
+        config = self.config or Config.from_env()
+        template = scoring_node.op.templates["scorers"]
+        refs = sorted(input_refs(template))
+        with Session(config, kind="score") as session:
+            binding = session.bind(env)
+            tasks = [session.request(x_node, "fit_transform", binding)]
+            tasks += [session.request(n, "fit_transform", binding) for n in y_nodes[:1]]
+            values = session.run(tasks)
+            X = values[0]
+            y = values[1] if len(values) > 1 else None
+            xy_env = {**env, X_NAME: X, **({Y_NAME: y} if y is not None else {})}
+            xy = session.bind(xy_env)
+            inputs = session.run([session.request(scoring_node.inputs[i], "fit_transform", xy)
+                                  for i in refs])
+        scorers = resolve_with(template, dict(zip(refs, inputs)))
+        final = first_apply_node(scoring_node)
+        final_estimator = self.state_[final.key].estimator_
+        return search_adapter.score_with_scoring(self, env, X, y, final_estimator, scorers)
 
     def variables(self, mode: str = "predict") -> list[str]:
         """Names of the variables evaluating in ``mode`` reads (dead branches

@@ -599,10 +599,6 @@ def test_with_scoring(scoring):
     assert_same_search(sl, sk, new_env(CLF_NEW), score=False)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stratumlite bug: Learner.score (so ParamSearch.score) returns the final "
-    "estimator's own score and ignores .skb.with_scoring; skrub returns the dict "
-    "of the with_scoring scorers (SkrubLearner._score)"))
 def test_with_scoring_search_score():
     op = op_classifier().skb.with_scoring(make_scorer(balanced_accuracy_score))
     sl, sk = run_both(op, cv=3)
@@ -909,3 +905,19 @@ def test_patched_skrub_restored_after_an_error():
     assert skrub.cross_validate is original_cv
     learner = (skrub.var("x", 1) * 2).skb.make_learner()
     assert not isinstance(learner, stratumlite.Learner)
+
+
+def test_learner_score_with_scoring_kwargs_matches_skrub():
+    """``Learner.score`` with ``.skb.with_scoring`` (kwargs computed from X)
+    returns skrub's dict of scores."""
+    data, X, y = clf_xy()
+    pred = X.skb.apply(LogisticRegression(), y=y)
+    weight = X["x1"].abs() + 0.1
+    op = pred.skb.with_scoring("accuracy", kwargs={"sample_weight": weight},
+                               name="weighted").skb.with_scoring("accuracy")
+    env = new_env(CLF_NEW)
+    ours = stratumlite.make_learner(op).fit(op.skb.get_data()).score(env)
+    theirs = op.skb.make_learner().fit(op.skb.get_data()).score(env)
+    assert isinstance(ours, dict) and set(ours) == set(theirs)
+    for name in theirs:
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-9)

@@ -1,5 +1,6 @@
 """Frontend: the only package that reads skrub internals (skrub >=0.11,<0.12)."""
 
+from .search_adapter import X_NAME, Y_NAME
 from .skrub_dataops import (
     ASK_APPLY_ANCESTOR,
     ChoiceMatchOp,
@@ -19,6 +20,8 @@ from .skrub_dataops import (
 )
 
 __all__ = [
+    "X_NAME",
+    "Y_NAME",
     "ASK_APPLY_ANCESTOR",
     "ChoiceMatchOp",
     "ChoiceOp",

@@ -294,3 +294,61 @@ def row_proxy(n: int) -> np.ndarray:
 
 
 _ = (copy, partial, _SharedDict)
+
+
+class _LearnerAsEstimator:
+    """A fitted stratumlite Learner seen as a scikit-learn estimator on X
+    (what skrub's scorers call): ``predict(X)`` evaluates the learner with X
+    injected where the DataOp marks X."""
+
+    def __init__(self, learner, environment, final):
+        self._learner = learner
+        self._environment = environment
+        self._final = final  # the fitted final estimator (tags, classes_)
+
+    def _run(self, mode, X):
+        return self._learner._run(mode, {**self._environment, X_NAME: X})
+
+    def predict(self, X):
+        return self._run("predict", X)
+
+    def predict_proba(self, X):
+        return self._run("predict_proba", X)
+
+    def decision_function(self, X):
+        return self._run("decision_function", X)
+
+    def __getattr__(self, name):
+        if name in ("predict_proba", "decision_function") and not hasattr(self._final, name):
+            raise AttributeError(name)
+        if name in ("classes_", "_estimator_type"):
+            return getattr(self._final, name)
+        raise AttributeError(name)
+
+    def __sklearn_tags__(self):
+        return self._final.__sklearn_tags__()
+
+    def fit(self, X, y=None):  # pragma: no cover - scorers never fit
+        raise NotImplementedError
+
+
+def score_with_scoring(learner, environment, X, y, final_estimator, scorers):
+    """skrub's ``SkrubLearner.score`` when the DataOp has ``.skb.with_scoring``:
+    a dict of the scorers' results (skrub's ``_XyPipeline._score``)."""
+    from sklearn.metrics import check_scoring
+
+    estimator = _LearnerAsEstimator(learner, environment, final_estimator)
+    all_scores = []
+    for scorer_info in scorers:
+        scoring, kwargs = scorer_info["scoring"], scorer_info.get("kwargs") or {}
+        scorer = check_scoring(estimator, scoring)
+        if kwargs:
+            if hasattr(scorer, "_kwargs"):
+                scorer = copy.deepcopy(scorer)
+                scorer._kwargs = {**scorer._kwargs, **kwargs}
+            else:
+                scorer = partial(scorer, **kwargs)
+        output = scorer(estimator, X, y)
+        all_scores.extend(_XyPipeline._process_scores(scorer_info, output))
+    rename = unique_renaming()
+    return {rename(name): score for name, score in all_scores}

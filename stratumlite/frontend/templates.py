@@ -134,3 +134,15 @@ def _register_tokens() -> None:
 
 
 _register_tokens()
+
+
+def resolve_with(template: Any, values: dict[int, Any]) -> Any:
+    """Resolve ``template`` given the values of the inputs it refers to."""
+    gen = resolve(template)
+    value = None
+    while True:
+        try:
+            need = gen.send(value)
+        except StopIteration as stop:
+            return stop.value
+        value = values[need.index]

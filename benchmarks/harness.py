@@ -155,6 +155,41 @@ def compare_agent_results(reference: dict, other: dict, rtol: float = RTOL) -> l
     return problems
 
 
+def max_relative_difference(reference: dict, other: dict) -> float | None:
+    """Largest relative difference between two results' scores (None: not comparable)."""
+    worst = 0.0
+    if "per_pipeline" in reference:
+        pairs = [(a, b) for ra, rb in zip(reference["per_pipeline"], other["per_pipeline"])
+                 for a, b in zip(ra, rb)]
+    else:
+        pairs = [(a, b) for ra, rb in zip(reference.get("split_scores") or [],
+                                          other.get("split_scores") or [])
+                 for a, b in zip(ra, rb)]
+    for a, b in pairs:
+        if a is None or b is None:
+            if (a is None) != (b is None):
+                return math.inf
+            continue
+        worst = max(worst, abs(a - b) / max(abs(a), abs(b), 1e-300))
+    return worst if pairs else None
+
+
+def difference_table(runs: dict[str, list[dict]], reference_system: str) -> str:
+    """Per system, the largest relative score difference from the reference."""
+    lines = [f"| system | largest relative score difference from {reference_system} "
+             "(all splits, all repetitions) |", "|---|---:|"]
+    refs = runs.get(reference_system, [])
+    for system, reps in runs.items():
+        if system == reference_system:
+            continue
+        diffs = [max_relative_difference(refs[i]["results"], r["results"])
+                 for i, r in enumerate(reps) if i < len(refs) and "results" in r]
+        diffs = [d for d in diffs if d is not None]
+        if diffs:
+            lines.append(f"| {system} | {max(diffs):.1e} |")
+    return "\n".join(lines)
+
+
 def check_scores(runs: dict[str, list[dict]], reference_system: str,
                  agents: bool = False) -> list[str]:
     """Compare every system's results with ``reference_system``'s, rep by rep."""
@@ -515,8 +550,10 @@ def _finish(command: str, payload: dict, markdown: str, problems: list[str], sta
     payload["score_problems"] = problems
     payload["machine_end_loadavg"] = list(os.getloadavg())
     if problems:
-        markdown += ("\n\n**SCORE MISMATCH — stratumlite's scores differ from skrub's "
-                     "(rtol 1e-9):**\n\n" + "\n".join(f"- {p}" for p in problems[:50]))
+        markdown += ("\n\n**SCORE MISMATCH — scores differ from the skrub reference "
+                     "(rtol 1e-9):**\n\n" + "\n".join(f"- {p}" for p in problems[:40]))
+        if len(problems) > 40:
+            markdown += f"\n- ... {len(problems) - 40} more (see the JSON file)"
     if plot_groups:
         png = plot_ratios(command, plot_groups, stamp, command, targets)
         if png is not None:
@@ -561,8 +598,10 @@ def cmd_run(examples: list[str], reps: int, rows: int | None, systems: list[str]
         md.append(f"\n### {example}\n")
         md.append(search_table(ex_runs, cores))
         md.append("\n" + ratio_table(ex_runs))
-        md.append(f"\nScores vs {ref}: " + ("**MISMATCH**" if probs else
+        md.append(f"\nScores vs {ref}: " + ("**MISMATCH** (details at the end)" if probs else
                                              "equal for every configuration (rtol 1e-9)."))
+        if ref:
+            md.append("\n" + difference_table(ex_runs, ref))
         if any(p.startswith("skrub") for p in probs):
             md.append(" skrub disagrees with itself between processes on this example: it "
                       "is not deterministic (unseeded randomness, e.g. a default "
@@ -635,8 +674,10 @@ def render_runtime(runs: dict, machine: dict, end_load, reps: int, rows: int,
           "\n### Targets\n", "| target | goal | measured | |", "|---|---:|---:|---|"]
     for label, goal, med, verdict in targets:
         md.append(f"| {label} | {goal} | {fmt_x(med)} | {verdict} |")
-    md.append(f"\nScores vs {ref}: " + ("**MISMATCH**" if problems else
+    md.append(f"\nScores vs {ref}: " + ("**MISMATCH** (details at the end)" if problems else
                                         "equal for every configuration (rtol 1e-9)."))
+    if ref:
+        md.append("\n" + difference_table(runs, ref))
     md.append("\n### Where stratumlite's time goes\n")
     md.append(overhead_table(runs))
     cold = [r for r in runs.get("stratumlite_cold", []) if r.get("records")]
@@ -713,8 +754,9 @@ def cmd_agents(reps: int, rows: int | None, systems: list[str], skrub_n_jobs: in
           f"{', '.join(f'{r:.2f}' for r in speed)} |",
           f"\nTarget >= 10x: **{'met' if med and med >= 10 else 'MISSED'}** "
           f"({fmt_x(med)}); bound {fmt_s(bound)}.",
-          "\nScores per pipeline vs skrub: " + ("**MISMATCH**" if problems else
-                                                "equal (rtol 1e-9)."),
+          "\nScores per pipeline vs skrub: " + ("**MISMATCH** (details at the end)"
+                                                if problems else "equal (rtol 1e-9)."),
+          "\n" + difference_table(runs, "skrub_agents") if runs.get("skrub_agents") else "",
           "\n### Where stratumlite's time goes\n", overhead_table(runs)]
     sl = [r for r in runs.get("stratumlite_agents", []) if r.get("records")]
     if sl:

@@ -287,6 +287,41 @@ def _fitting_calls_in_joblib_cache(cache_dir: Path) -> int:
     return n
 
 
+def input_identity(data_ops, example_module=None) -> dict:
+    """What the run computed on, to tell "scores differ" from "inputs differ".
+
+    ``plan_key``: stratumlite's lineage key of the DataOp(s) -- operators,
+    parameters and the content fingerprints of the data (computed after the
+    timed region); ``source_digest``: sha256 of the example's and the loaders'
+    source files (another engineer may edit them while a benchmark runs).
+    """
+    import hashlib
+    import inspect
+
+    out: dict = {}
+    try:
+        from stratumlite.frontend import to_plan
+
+        keys = [to_plan(op).output.key for op in data_ops]
+        out["plan_key"] = hashlib.sha256("|".join(keys).encode()).hexdigest()[:16]
+    except Exception as err:  # a diagnostic, never a failure
+        out["plan_key"] = f"unavailable: {type(err).__name__}"
+    files = {Path(__file__).with_name("pipelines.py"),
+             Path(__file__).resolve().parents[1] / "stratumlite" / "datasets.py"}
+    if example_module is not None:
+        try:
+            files.add(Path(inspect.getsourcefile(example_module)))
+        except TypeError:  # our SimpleNamespace examples: pipelines.py + what it imports
+            files.add(Path(__file__).resolve().parents[1] / "examples" / "kaggle"
+                      / "flight_delays.py")
+    h = hashlib.sha256()
+    for f in sorted(files):
+        if f.exists():
+            h.update(f.read_bytes())
+    out["source_digest"] = h.hexdigest()[:16]
+    return out
+
+
 def skrub_n_jobs(system: str, default: int) -> int:
     """``skrub_n2`` -> 2, ``skrub_cache_n1`` -> 1, ``skrub_cache`` -> ``default``."""
     if system == "doctored":
@@ -328,6 +363,7 @@ def run_search(args) -> dict:
         if n_jobs != 1:
             _shutdown_loky()
         out["cpu_seconds"] = cpu_seconds() - c0
+        out["inputs"] = input_identity([data_op], example)
         return out
 
     import stratumlite
@@ -359,6 +395,7 @@ def run_search(args) -> dict:
     out["sum_task_seconds_all"] = sum(r.seconds for r in search.records_)
     if system == "dedup_bound":
         out["bound_seconds"] = out["sum_task_seconds_all"] / args.cores
+    out["inputs"] = input_identity([data_op], example)
     if args.explain:
         try:
             text = stratumlite.explain(search)
@@ -423,6 +460,7 @@ def run_agents(args) -> dict:
         if system == "agents_bound":
             out["bound_seconds"] = sum(r.seconds for r in records) / args.cores
     out["cpu_seconds"] = cpu_seconds() - c0
+    out["inputs"] = input_identity(data_ops)
     out["results"] = {"per_pipeline": [[_jsonable(s) for s in t["test_score"]]
                                        for t in tables]}
     return out

@@ -72,3 +72,22 @@ def test_agent_score_check():
     assert harness.compare_agent_results(ref, bad) == ["pipeline 2: test scores "
                                                        "[0.41, 0.5, 0.6] != skrub's "
                                                        "[0.4, 0.5, 0.6]"]
+
+
+def test_score_check_accepts_any_skrub_run_and_flags_changed_inputs(skrub_tiny):
+    # skrub_n2 differs from skrub_n1 in the last digits (BLAS threads): a
+    # stratumlite run equal to either passes
+    n2 = copy.deepcopy(skrub_tiny)
+    n2["results"]["rows"][0]["scores"]["mean_test_score"] *= 1 + 1e-7
+    for rows in n2["results"]["split_scores"]:
+        rows[0] *= 1 + 1e-7
+    sl = copy.deepcopy(n2)
+    assert harness.check_scores({"skrub_n1": [skrub_tiny], "skrub_n2": [n2],
+                                 "stratumlite_cold": [sl]}, "skrub_n1") == []
+    # a different plan key: reported as changed inputs, not as a score difference
+    changed = copy.deepcopy(sl)
+    changed["results"]["rows"][0]["scores"]["mean_test_score"] += 0.1
+    changed["inputs"] = {"plan_key": "x", "source_digest": "y"}
+    problems = harness.check_scores({"skrub_n1": [skrub_tiny], "stratumlite_cold": [changed]},
+                                    "skrub_n1")
+    assert len(problems) == 1 and "INPUTS DIFFER" in problems[0]

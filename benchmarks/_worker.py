@@ -14,11 +14,13 @@ or stderr is logging. Systems:
 ``stratumlite_cold``        ``stratumlite.make_grid_search`` with
                             ``Config(cache=True, state_dir=<fresh dir>)``
 ``stratumlite_warm``        the same on the state dir a cold run filled
+``..._processes``           (cold, warm, agents) with ``executor="processes"``
 ``dedup_bound``             stratumlite with ``Config(executor="sequential",
                             n_workers=1)``: every distinct task runs once, one at a
                             time on one thread; the bound is the sum of the task
                             times divided by the cores
 ``skrub_agents``            the 20 agent pipelines, ``.skb.cross_validate`` one by one
+``skrub_agents_1t``         the same with BLAS/OpenMP limited to one thread
 ``stratumlite_agents``      the same 20 in one ``stratumlite.cross_validate_many``
 ``agents_bound``            ``cross_validate_many`` with the sequential executor
 ``doctored``                (smoke test only) skrub_n1 with the first score changed
@@ -37,6 +39,17 @@ import warnings
 from pathlib import Path
 
 RESULT_PREFIX = "BENCH_RESULT "
+SAMPLER = None  # the running MemorySampler (its thread also samples schedstat)
+
+
+def sched_mark() -> tuple[float, float]:
+    return SAMPLER.mark() if SAMPLER is not None else (0.0, 0.0)
+
+
+def sched_delta(start: tuple[float, float]) -> dict:
+    cpu, wait = sched_mark()
+    return {"threads_cpu_seconds": cpu - start[0],
+            "runqueue_wait_seconds": wait - start[1]}
 
 
 class MemorySampler:
@@ -45,8 +58,34 @@ class MemorySampler:
     def __init__(self, interval: float = 0.1):
         self.interval = interval
         self.peak = 0
+        self.sched: dict[str, tuple[int, int]] = {}  # tid -> (ns on CPU, ns runnable waiting)
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample_sched(self):
+        """Last seen scheduler stats of every thread of this process (Linux)."""
+        try:
+            tids = os.listdir("/proc/self/task")
+        except OSError:  # pragma: no cover - not Linux
+            return
+        for tid in tids:
+            try:
+                with open(f"/proc/self/task/{tid}/schedstat") as f:
+                    on_cpu, waiting, _ = f.read().split()
+            except (OSError, ValueError):
+                continue
+            with self._lock:
+                self.sched[tid] = (int(on_cpu), int(waiting))
+
+    def mark(self) -> tuple[float, float]:
+        """(CPU seconds, seconds runnable but waiting for a CPU) summed over the
+        process's threads so far, including threads that have exited since
+        (their last sample, so up to ``interval`` short each)."""
+        self.sample_sched()
+        with self._lock:
+            return (sum(v[0] for v in self.sched.values()) / 1e9,
+                    sum(v[1] for v in self.sched.values()) / 1e9)
 
     def __enter__(self):
         self._thread.start()
@@ -76,6 +115,7 @@ class MemorySampler:
     def _run(self):
         while not self._stop.is_set():
             self.sample()
+            self.sample_sched()
             self._stop.wait(self.interval)
 
 
@@ -345,10 +385,12 @@ def run_search(args) -> dict:
     if system.startswith("skrub") or system == "doctored":
         n_jobs = skrub_n_jobs(system, args.n_jobs)
         out["n_jobs"] = n_jobs
+        m0 = sched_mark()
         c0 = cpu_seconds()
         t0 = time.perf_counter()
         search = data_op.skb.make_grid_search(fitted=True, n_jobs=n_jobs, **search_kwargs)
         t1 = time.perf_counter()
+        out.update(sched_delta(m0))
         out["wall_seconds"] = t1 - t0
         out["results"] = search_results(search)
         if system == "doctored":
@@ -368,19 +410,27 @@ def run_search(args) -> dict:
 
     import stratumlite
 
-    if system == "stratumlite_cold" or system == "stratumlite_warm":
-        config = stratumlite.Config(cache=True, state_dir=args.state_dir, verbose=0)
+    if system.startswith(("stratumlite_cold", "stratumlite_warm")):
+        # ``_processes``: the same with the local process executor
+        executor = "processes" if system.endswith("_processes") else "threads"
+        config = stratumlite.Config(cache=True, state_dir=args.state_dir, verbose=0,
+                                    executor=executor)
     elif system == "dedup_bound":
         config = stratumlite.Config(executor="sequential", n_workers=1, cache=False,
                                     state_dir=args.state_dir, verbose=0)
     else:
         raise SystemExit(f"unknown system {system!r}")
-    probe = SchedulerProbe().install()
+    # the probe wraps functions the scheduler submits: in-process executors only
+    probe = SchedulerProbe()
+    if config.executor in ("threads", "sequential"):
+        probe.install()
+    m0 = sched_mark()
     c0 = cpu_seconds()
     t0 = time.perf_counter()
     search = stratumlite.make_grid_search(data_op, fitted=True, config=config, verbose=0,
                                           **search_kwargs)
     t1 = time.perf_counter()
+    out.update(sched_delta(m0))
     out["cpu_seconds"] = cpu_seconds() - c0
     probe.uninstall()
     stats = dict(search.stats_)
@@ -414,11 +464,20 @@ def run_agents(args) -> dict:
                  "pipelines": len(data_ops)}
     cv, scoring = pipelines.AGENT_CV, pipelines.AGENT_SCORING
     system = args.system
+    m0 = sched_mark()
     c0 = cpu_seconds()
-    if system == "skrub_agents":
+    if system in ("skrub_agents", "skrub_agents_1t"):
+        from contextlib import nullcontext
+
+        from threadpoolctl import threadpool_limits
+
+        # ``_1t``: BLAS/OpenMP limited to one thread, as in stratumlite's tasks
+        # when two run at once (float results depend on the thread count)
+        limit = threadpool_limits(limits=1) if system.endswith("_1t") else nullcontext()
         t0 = time.perf_counter()
-        tables = [op.skb.cross_validate(cv=cv, scoring=scoring, n_jobs=args.n_jobs)
-                  for op in data_ops]
+        with limit:
+            tables = [op.skb.cross_validate(cv=cv, scoring=scoring, n_jobs=args.n_jobs)
+                      for op in data_ops]
         out["wall_seconds"] = time.perf_counter() - t0
         out["n_jobs"] = args.n_jobs
         if args.n_jobs != 1:
@@ -436,14 +495,18 @@ def run_agents(args) -> dict:
             return result
 
         sl_search.run_tasks = capturing
-        probe = SchedulerProbe().install()
-        if system == "stratumlite_agents":
-            config = stratumlite.Config(state_dir=args.state_dir, verbose=0)
+        probe = SchedulerProbe()
+        if system in ("stratumlite_agents", "stratumlite_agents_processes"):
+            executor = "processes" if system.endswith("_processes") else "threads"
+            config = stratumlite.Config(state_dir=args.state_dir, verbose=0,
+                                        executor=executor)
         elif system == "agents_bound":
             config = stratumlite.Config(executor="sequential", n_workers=1,
                                         state_dir=args.state_dir, verbose=0)
         else:
             raise SystemExit(f"unknown system {system!r}")
+        if config.executor in ("threads", "sequential"):
+            probe.install()
         t0 = time.perf_counter()
         tables = stratumlite.cross_validate_many(data_ops, cv=cv, scoring=scoring,
                                                  config=config, verbose=0)
@@ -460,6 +523,7 @@ def run_agents(args) -> dict:
         if system == "agents_bound":
             out["bound_seconds"] = sum(r.seconds for r in records) / args.cores
     out["cpu_seconds"] = cpu_seconds() - c0
+    out.update(sched_delta(m0))
     out["inputs"] = input_identity(data_ops)
     out["results"] = {"per_pipeline": [[_jsonable(s) for s in t["test_score"]]
                                        for t in tables]}
@@ -496,6 +560,8 @@ def main(argv=None) -> dict:
     import skrub  # noqa: F401  (import time is not measured as search time)
 
     with MemorySampler() as sampler:
+        global SAMPLER
+        SAMPLER = sampler
         if args.example == "agents":
             out = run_agents(args)
         else:

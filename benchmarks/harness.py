@@ -47,7 +47,7 @@ SCORES_OK_AGENTS = "equal for every pipeline and fold (rtol 1e-9)."
 
 SEARCH_SYSTEMS = ("skrub_n1", "skrub_n2", "skrub_cache", "stratumlite_cold",
                   "stratumlite_warm", "dedup_bound")
-AGENT_SYSTEMS = ("skrub_agents", "stratumlite_agents", "agents_bound")
+AGENT_SYSTEMS = ("skrub_agents", "skrub_agents_1t", "stratumlite_agents", "agents_bound")
 
 
 class BenchmarkError(RuntimeError):
@@ -448,7 +448,9 @@ def run_search_session(examples: list[str], systems: list[str], reps: int,
             scratch = Path(tempfile.mkdtemp(prefix=f"slbench-{example}-"))
             try:
                 for system in order:
-                    state = scratch / ("state-bound" if system == "dedup_bound" else "state")
+                    # a warm run reuses its cold run's state dir; every other
+                    # system starts from an empty one of its own
+                    state = scratch / f"state-{system.replace('_warm', '_cold')}"
                     result = run_worker(
                         system, example, rows=rows.get(example), state_dir=str(state),
                         skrub_cache_dir=str(scratch / f"skrub-cache-{system}"),
@@ -547,10 +549,11 @@ def overhead_table(runs) -> str:
     lines = ["| system | wall | before first task | idle between tasks | after last task "
              "| executing (sum over workers) | of which outside the operator (cache "
              "writes/reads, hand-off) | operator compute (sum of task s) | mean concurrency "
-             "| core utilization | tasks (by status) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| core utilization | CPU s of the process's threads | runnable but waiting for a "
+             "CPU (other load) | tasks (by status) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for system in ("stratumlite_cold", "stratumlite_warm", "dedup_bound",
-                   "stratumlite_agents", "agents_bound"):
+                   "stratumlite_agents", "stratumlite_agents_processes", "agents_bound"):
         reps = [r for r in runs.get(system, []) if r.get("records")]
         if not reps:
             continue
@@ -566,7 +569,10 @@ def overhead_table(runs) -> str:
             f"{fmt_s(m('idle_between_tasks'))} | {fmt_s(m('after_last_task'))} | "
             f"{fmt_s(m('executing_seconds'))} | {fmt_s(m('in_task_not_compute'))} | "
             f"{fmt_s(m('sum_task_seconds'))} | {'—' if conc is None else f'{conc:.2f}'} | "
-            f"{'—' if util is None else f'{util:.0%}'} | {reps[0]['records']['tasks']} "
+            f"{'—' if util is None else f'{util:.0%}'} | "
+            f"{fmt_s(median([r.get('threads_cpu_seconds') for r in reps]))} | "
+            f"{fmt_s(median([r.get('runqueue_wait_seconds') for r in reps]))} | "
+            f"{reps[0]['records']['tasks']} "
             f"({', '.join(f'{k} {v}' for k, v in status.items())}) |")
     return "\n".join(lines)
 
@@ -737,6 +743,27 @@ def render_runtime(runs: dict, machine: dict, end_load, reps: int, rows: int,
                             "cold/bound (at most)": 1.25}, log=log)
 
 
+AGENT_RATIOS = (
+    ("skrub_agents", "stratumlite_agents", "skrub one by one / stratumlite batch (target)"),
+    ("skrub_agents_1t", "stratumlite_agents",
+     "skrub one by one, 1 BLAS thread / stratumlite batch"),
+    ("skrub_agents", "stratumlite_agents_processes",
+     "skrub one by one / stratumlite batch, process executor"),
+    ("skrub_agents", "agents_bound", "skrub one by one / dedup bound"),
+    ("stratumlite_agents", "agents_bound", "stratumlite batch / dedup bound"),
+)
+
+
+def agent_ratio_table(runs) -> str:
+    lines = ["| ratio (same repetition) | median | per repetition |", "|---|---:|---|"]
+    for num, den, label in AGENT_RATIOS:
+        if runs.get(num) and runs.get(den):
+            rs = per_rep_ratios(runs, num, den)
+            lines.append(f"| {label} | {fmt_x(median(rs))} | "
+                         f"{', '.join(f'{r:.2f}' for r in rs)} |")
+    return "\n".join(lines)
+
+
 def cmd_agents(reps: int, rows: int | None, systems: list[str], skrub_n_jobs: int = 1,
                timeout: float | None = None, log=_eprint) -> int:
     stamp = timestamp()
@@ -754,7 +781,13 @@ def cmd_agents(reps: int, rows: int | None, systems: list[str], skrub_n_jobs: in
                 runs[system].append(r)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    end_load = list(os.getloadavg())
+    return render_agents(runs, machine, list(os.getloadavg()), reps, rows, systems,
+                         skrub_n_jobs, stamp, log)
+
+
+def render_agents(runs: dict, machine: dict, end_load, reps: int, rows, systems,
+                  skrub_n_jobs: int, stamp: str, log=_eprint, note: str = "") -> int:
+    cores = machine["cores"]
     problems = check_scores(runs, "skrub_agents", agents=True) if runs.get("skrub_agents") \
         else []
     bound = median([r.get("bound_seconds") for r in runs.get("agents_bound", [])])
@@ -768,8 +801,9 @@ def cmd_agents(reps: int, rows: int | None, systems: list[str], skrub_n_jobs: in
         fits = median([r.get("fits") for r in reps_])
         name = f"agents_bound (sum of task s / {cores})" if system == "agents_bound" \
             else system
-        if system == "skrub_agents":
-            name += f" (one by one, n_jobs={skrub_n_jobs})"
+        if system.startswith("skrub_agents"):
+            name += f" (one by one, n_jobs={skrub_n_jobs}"
+            name += ", BLAS/OpenMP 1 thread)" if system.endswith("_1t") else ")"
             fits = None
         lines.append(f"| {name} | {fmt_s(median(walls))} | {fmt_s(min(walls))} – "
                      f"{fmt_s(max(walls))} | {fmt_x(median(vs)) if vs else '—'} | "
@@ -780,14 +814,11 @@ def cmd_agents(reps: int, rows: int | None, systems: list[str], skrub_n_jobs: in
     med = median(speed)
     md = [f"## Agent batch: 20 separately written pipelines, loans "
           f"({rows or 10_000} rows), 3-fold CV\n",
-          machine_markdown(machine, end_load),
+          machine_markdown(machine, end_load) + note,
           f"\n{reps} repetition(s). skrub: `.skb.cross_validate(cv=KFold(3), scoring='r2')` "
           "for each pipeline in turn; stratumlite: one `cross_validate_many` call. "
           "Pipelines in `benchmarks/pipelines.py` (`agent_01` ... `agent_20`).\n",
-          "\n".join(lines),
-          f"\n| ratio (same repetition) | median | per repetition |\n|---|---:|---|\n"
-          f"| skrub one by one / stratumlite batch | {fmt_x(med)} | "
-          f"{', '.join(f'{r:.2f}' for r in speed)} |",
+          "\n".join(lines), "\n" + agent_ratio_table(runs),
           f"\nTarget >= 10x: **{'met' if med and med >= 10 else 'MISSED'}** "
           f"({fmt_x(med)}); bound {fmt_s(bound)}.",
           "\nScores per pipeline vs skrub: " + ("**MISMATCH** (details at the end)"
@@ -799,7 +830,7 @@ def cmd_agents(reps: int, rows: int | None, systems: list[str], skrub_n_jobs: in
         md.append("\nTask time by operator (stratumlite batch, repetition 1):\n")
         md.append(top_ops_table(sl[0]))
     payload = {"command": "agents", "machine": machine, "reps": reps, "rows": rows,
-               "systems": systems, "runs": runs}
+               "systems": systems, "runs": runs, "skrub_n_jobs": skrub_n_jobs, "note": note}
     plot = {"agents": {"skrub one by one / stratumlite": med,
                        **({"stratumlite / bound": median(per_rep_ratios(
                            runs, "stratumlite_agents", "agents_bound"))}
@@ -917,8 +948,12 @@ def cmd_compile(sizes: list[int], reps: int, fingerprint_rows: int,
           "with the default context.\n", "\n".join(rows), "\n" + "\n".join(verdicts),
           f"\nSource fingerprint (`stratumlite.canonical.fingerprint`) of a "
           f"{fp['rows']:,} x {fp['columns']} frame, median of {fp['reps']}: "
-          + ", ".join(f"{k} {fmt_s(v)} (CPU {fmt_s(fp['cpu_seconds'][k])})"
-                      for k, v in fp["seconds"].items()) + ".",
+          + ", ".join(f"{k} {v * 1e3:.1f} ms (CPU {fp['cpu_seconds'][k] * 1e3:.1f} ms)"
+                      for k, v in fp["seconds"].items())
+          + " (each timed call on a fresh copy, made outside the timer; a repeated call on "
+          "the same object: "
+          + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in fp.get("memoized_seconds", {}).items())
+          + ").",
           "\nOn a loaded machine the CPU time of the (single-threaded) compile is the better "
           "estimate of its wall time on an idle one."]
     payload = {"command": "compile", "machine": machine, "data": data}
@@ -929,9 +964,20 @@ def cmd_report(paths: list[str], log=_eprint) -> int:
     """Re-render a runtime report from saved runs; several files are merged
     (their repetitions concatenated: every ratio is still taken inside one
     repetition, medians are over all of them)."""
-    payloads = [json.loads(Path(p).read_text()) for p in paths]
-    if {p["command"] for p in payloads} != {"runtime"}:
-        raise SystemExit("report: only runtime runs can be merged")
+    payloads = []
+    for spec in paths:
+        # ``run-X.json:0,2`` keeps repetitions 0 and 2 of that file only
+        path, _, keep = spec.partition(".json:")
+        path = path if path.endswith(".json") else path + ".json"
+        payload = json.loads(Path(path).read_text())
+        if keep:
+            wanted = {int(i) for i in keep.split(",")}
+            payload["runs"] = {k: [r for i, r in enumerate(v) if i in wanted]
+                               for k, v in payload["runs"].items()}
+        payloads.append(payload)
+    commands = {p["command"] for p in payloads}
+    if len(commands) != 1 or not commands <= {"runtime", "agents"}:
+        raise SystemExit("report: runtime or agents runs (one kind at a time)")
     if len({p["rows"] for p in payloads}) != 1:
         raise SystemExit("report: the runs have different row counts")
     runs: dict[str, list] = {}
@@ -945,6 +991,13 @@ def cmd_report(paths: list[str], log=_eprint) -> int:
     note = ("  \nMerged from " + ", ".join(Path(p).name for p in paths)
             + "; load average at the start of each: "
             + ", ".join(f"{p['machine']['loadavg'][0]:.2f}" for p in payloads) + ".")
+    # systems measured in every file only (a ratio needs both sides in each rep)
+    runs = {k: v for k, v in runs.items() if all(k in p["runs"] for p in payloads)}
+    systems = [s for s in first["systems"] if s in runs]
+    if first["command"] == "agents":
+        return render_agents(runs, first["machine"], payloads[-1].get("machine_end_loadavg"),
+                             n, first["rows"], systems, first.get("skrub_n_jobs", 1),
+                             timestamp(), log, note=note)
     return render_runtime(runs, first["machine"], payloads[-1].get("machine_end_loadavg"), n,
-                          first["rows"], first["systems"], first.get("n_jobs_cache", 2),
+                          first["rows"], systems, first.get("n_jobs_cache", 2),
                           timestamp(), log, note=note)

@@ -74,6 +74,10 @@ class Config(BaseModel):
         Record every executed node in the lineage store.
     operator_selection : bool
         Let the optimizer swap in faster, equivalent physical operators.
+    operator_memo_bytes : int, str or None
+        Memory for results reused *inside* operators (a column transformer fitted
+        on the same column by two vectorizers, see ``frontend/column_memo.py``);
+        0 or None turns it off. Default 256 MB.
     dask_address : str or None
         Address of a running Dask scheduler (executor="dask"); when None a
         LocalCluster is started.
@@ -94,12 +98,20 @@ class Config(BaseModel):
     cache_max_bytes: int | None = None
     lineage: bool = False
     operator_selection: bool = True
+    operator_memo_bytes: int = 256_000_000
     dask_address: str | None = None
     verbose: int = 1
 
     @field_validator("memory_budget", "cache_max_bytes", mode="before")
     @classmethod
     def _sizes(cls, value):
+        return parse_size(value)
+
+    @field_validator("operator_memo_bytes", mode="before")
+    @classmethod
+    def _memo_size(cls, value):
+        if value is None or value == 0 or value == "0":
+            return 0  # off
         return parse_size(value)
 
     @field_validator("n_workers")
@@ -140,7 +152,8 @@ class Config(BaseModel):
         ``STRATUMLITE_HOME`` (state directory), ``STRATUMLITE_EXECUTOR``,
         ``STRATUMLITE_WORKERS``, ``STRATUMLITE_MEMORY_BUDGET``,
         ``STRATUMLITE_CACHE`` (0/1), ``STRATUMLITE_CACHE_MAX_BYTES``,
-        ``STRATUMLITE_LINEAGE`` (0/1), ``STRATUMLITE_DASK_ADDRESS``.
+        ``STRATUMLITE_LINEAGE`` (0/1), ``STRATUMLITE_DASK_ADDRESS``,
+        ``STRATUMLITE_OPERATOR_MEMO_BYTES``.
 
         >>> Config.from_env({"STRATUMLITE_HOME": "/tmp/x"}).state_dir.as_posix()
         '/tmp/x'
@@ -156,6 +169,7 @@ class Config(BaseModel):
             "STRATUMLITE_CACHE_MAX_BYTES": "cache_max_bytes",
             "STRATUMLITE_LINEAGE": "lineage",
             "STRATUMLITE_DASK_ADDRESS": "dask_address",
+            "STRATUMLITE_OPERATOR_MEMO_BYTES": "operator_memo_bytes",
         }
         for var, field in mapping.items():
             if var in env and env[var] != "":

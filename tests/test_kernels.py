@@ -33,11 +33,12 @@ from sklearn.preprocessing import (
     OrdinalEncoder,
     StandardScaler,
 )
-from skrub import DatetimeEncoder
+from skrub import DatetimeEncoder, MinHashEncoder
 
 from stratumlite.runtime.kernels import (
     KERNELS,
     FastDatetimeEncoder,
+    FastMinHashEncoder,
     FastMinMaxScaler,
     FastOneHotEncoder,
     FastOrdinalEncoder,
@@ -54,6 +55,7 @@ PAIRS = [
     (MinMaxScaler, FastMinMaxScaler),
     (SimpleImputer, FastSimpleImputer),
     (DatetimeEncoder, FastDatetimeEncoder),
+    (MinHashEncoder, FastMinHashEncoder),
 ]
 
 FAST = settings(
@@ -475,6 +477,46 @@ def test_datetime_encoder_falls_back():
 
 
 # ---------------------------------------------------------------------------
+# MinHashEncoder
+
+# ASCII, accents, CJK and emoji (multi-byte UTF-8: skrub reads the first
+# len(string) bytes), so every code path of the byte packing is exercised
+TEXT = st.text(alphabet=st.sampled_from(list("abcAB -_.0é中😀")), max_size=12)
+
+
+@FAST
+@given(values=st.lists(st.one_of(TEXT, st.none()), min_size=1, max_size=40),
+       n_components=st.integers(1, 12),
+       ngram=st.sampled_from([(2, 4), (1, 1), (1, 3), (3, 6), (5, 5)]),
+       polars=st.booleans())
+def test_minhash_encoder_parity(values, n_components, ngram, polars):
+    col = pd.Series(values, name="title", dtype=object)
+    if polars:
+        col = pl.Series("title", values, dtype=pl.String)
+    kw = {"n_components": n_components, "ngram_range": ngram}
+    orig, fast = MinHashEncoder(**kw), FastMinHashEncoder(**kw)
+    run_both(orig, fast, [("fit_transform", col), ("transform", col)])
+    assert fast.kernel_paths == {"transform": "kernel"}
+
+
+def test_minhash_encoder_categorical_and_index():
+    col = pd.Series(["b", "a", None, "b"], name="c", dtype="category",
+                    index=[10, 11, 12, 13])
+    orig, fast = MinHashEncoder(n_components=4), FastMinHashEncoder(n_components=4)
+    run_both(orig, fast, [("fit_transform", col)])
+    assert fast.kernel_paths == {"transform": "kernel"}
+
+
+@pytest.mark.parametrize("kw", [{"minmax_hash": True, "n_components": 4},
+                                {"hashing": "murmur", "n_components": 3}])
+def test_minhash_encoder_falls_back(kw):
+    col = pd.Series(["north", "south", None], name="c")
+    orig, fast = MinHashEncoder(**kw), FastMinHashEncoder(**kw)
+    run_both(orig, fast, [("fit_transform", col)])
+    assert fast.kernel_paths["transform"].startswith("fallback")
+
+
+# ---------------------------------------------------------------------------
 # edge cases: empty frames, single rows, fallbacks
 
 
@@ -540,6 +582,8 @@ def test_params_clone_pickle(orig_cls, fast_cls):
     assert type(cloned) is fast_cls and cloned.get_params() == fast.get_params()
     if orig_cls is DatetimeEncoder:
         X = pd.Series(pd.to_datetime(["2021-03-04 05:06", None, "1999-12-31 00:00"]), name="t")
+    elif orig_cls is MinHashEncoder:
+        X = pd.Series(["data analyst", None, "nurse"], name="t")
     elif orig_cls in (OneHotEncoder, OrdinalEncoder):
         X = pd.DataFrame({"a": ["x", "y", None], "b": [1, 2, 1]})
     else:

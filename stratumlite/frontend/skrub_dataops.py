@@ -70,6 +70,8 @@ from skrub._data_ops._data_ops import DataOp, UninitializedVariable  # noqa: E40
 from skrub._data_ops._evaluation import HasRunningApplyAncestor  # noqa: E402
 from skrub._data_ops._utils import NULL, X_NAME, Y_NAME  # noqa: E402
 
+from . import column_memo  # noqa: E402,F401  (installs the per-column memo)
+
 # Node classes that keep fitted state on themselves between fit and predict.
 _STATEFUL = {"Apply", "Concat", "FreezeAfterFit"}
 _META_ATTRS = ("name", "uuid", "is_X", "is_y", "description", "_creation_stack", "checked")

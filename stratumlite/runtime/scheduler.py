@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import StratumliteError
+from .memo import OperatorMemo
 from .tasks import Binding, Done, Missing, Task, normalize_mode, run_task
 
 
@@ -94,8 +95,9 @@ def _load_cached(cache: ResultStore, key: str) -> Done:
     return Done(value, state, 0.0)
 
 
-def _run_and_store(cache: ResultStore | None, task: Task, inputs, state, threads: int = 1):
-    outcome = run_task(task, inputs, state, threads)
+def _run_and_store(cache: ResultStore | None, task: Task, inputs, state, threads: int = 1,
+                   memo: OperatorMemo | None = None):
+    outcome = run_task(task, inputs, state, threads, memo)
     if cache is not None and isinstance(outcome, Done):
         stored = cache.put(task.key, (outcome.value, outcome.state), outcome.seconds)
         outcome.stored = stored
@@ -190,8 +192,10 @@ class Scheduler:
 
     def __init__(self, values: dict, states: dict, executor=None, cores: int | None = None,
                  on_done: Callable[[TaskRecord, Any], None] | None = None,
-                 normalize: bool = True, cache: ResultStore | None = None):
+                 normalize: bool = True, cache: ResultStore | None = None,
+                 memo: OperatorMemo | None = None):
         self.cache = cache
+        self.memo = memo
         self._reusable: dict[str, bool] = {}
         self._cache_skip: set[str] = set()
         self.values = values
@@ -390,7 +394,7 @@ class Scheduler:
         else:
             cache = self.cache if self.cache is not None and self.reusable(task.node) else None
             fut = executor.submit(_with_budget, threads, _run_and_store, cache, task,
-                                  inputs, state, threads)
+                                  inputs, state, threads, self.memo)
         fut.add_done_callback(deliver)
 
     def _state_for(self, task: Task) -> dict:

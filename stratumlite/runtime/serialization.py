@@ -283,6 +283,19 @@ def _write_file(path: Path, writer, checksum: bool, fsync: bool) -> FileInfo:
     return FileInfo(out.count, out.hexdigest())
 
 
+def _parquet_options(frame) -> dict:
+    """Parquet for a local cache: speed over size. No compression and no
+    statistics; dictionary encoding only for text and categorical columns (on
+    numeric columns it costs 10x the write time and saves nothing: a 66,000 x 60
+    float frame writes in 0.02 s instead of 0.21 s)."""
+    import pandas as pd
+
+    dictionary = [str(name) for name, dtype in frame.dtypes.items()
+                  if not (pd.api.types.is_numeric_dtype(dtype)
+                          or pd.api.types.is_datetime64_any_dtype(dtype))]
+    return {"compression": None, "use_dictionary": dictionary, "write_statistics": False}
+
+
 def write_value(value, directory: Path, stem: str = "value", *, checksum: bool = True,
                 fsync: bool = False) -> Written:
     """Write ``value`` into ``directory`` (which must exist); see the module docstring.
@@ -296,21 +309,21 @@ def write_value(value, directory: Path, stem: str = "value", *, checksum: bool =
     meta: dict[str, Any] = {}
     if fmt == "pandas":
         def writer(f):
-            value.to_parquet(f, engine="pyarrow")
+            value.to_parquet(f, engine="pyarrow", **_parquet_options(value))
     elif fmt == "pandas-series":
         meta["name"] = value.name
         frame = value.to_frame(name=_SERIES_COLUMN)
 
         def writer(f):
-            frame.to_parquet(f, engine="pyarrow")
+            frame.to_parquet(f, engine="pyarrow", **_parquet_options(frame))
     elif fmt == "polars":
         def writer(f):
-            value.write_parquet(f)
+            value.write_parquet(f, compression="uncompressed", statistics=False)
     elif fmt == "polars-series":
         frame = value.to_frame()
 
         def writer(f):
-            frame.write_parquet(f)
+            frame.write_parquet(f, compression="uncompressed", statistics=False)
     elif fmt == "npy":
         def writer(f):
             np.lib.format.write_array(f, value, allow_pickle=False)

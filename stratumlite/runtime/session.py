@@ -23,6 +23,7 @@ from typing import Any
 
 from ..config import Config
 from ..plan import Node
+from .memo import OperatorMemo
 from .scheduler import Scheduler, TaskRecord, make_executor
 from .tasks import Binding, Task, environment_key
 
@@ -50,6 +51,8 @@ class Session:
         self.hooks = list(hooks) if hooks is not None else _default_hooks(self.config)
         self.run_id: str | None = None
         self.cache = cache if cache is not None else _default_cache(self.config)
+        memo_bytes = self.config.operator_memo_bytes
+        self.memo = OperatorMemo(memo_bytes) if memo_bytes else None
         self.values: dict[str, Any] = values if values is not None else _default_pool(self.config)
         self.states: dict[tuple[str, str], Any] = {}
         self.records: list[TaskRecord] = []
@@ -111,7 +114,7 @@ class Session:
         """
         scheduler = Scheduler(self.values, self.states, self.executor,
                               cores=self.config.workers, on_done=self._task_done,
-                              normalize=normalize, cache=self.cache)
+                              normalize=normalize, cache=self.cache, memo=self.memo)
         try:
             return scheduler.run(tasks, raise_errors=raise_errors)
         finally:

@@ -29,6 +29,7 @@ from typing import Any
 from ..canonical import fingerprint, tokenize
 from ..errors import EvaluationError, StratumliteError
 from ..plan import EvalContext, Need, Node, lineage_key, normalize_mode  # noqa: F401
+from .memo import OperatorMemo, memo_scope
 
 FIT_MODES = ("fit", "fit_transform", "preview")
 
@@ -114,13 +115,20 @@ class Missing:
 
 
 def run_task(task: Task, inputs: dict[int, Any], state: dict,
-             threads: int = 1) -> Done | Missing:
+             threads: int = 1, memo: OperatorMemo | None = None) -> Done | Missing:
     """Run one task given its inputs' values (a pure function of its arguments).
 
     ``state`` holds the fitted copies this node may read. Returns
     :class:`Done` or, when the operator asks for an input it was not given,
     :class:`Missing` (the scheduler provides it and runs the task again).
+    ``memo`` is the operator memo the task may reuse pieces from (see
+    :mod:`stratumlite.runtime.memo`).
     """
+    with memo_scope(memo):
+        return _run_task(task, inputs, state, threads)
+
+
+def _run_task(task: Task, inputs: dict[int, Any], state: dict, threads: int) -> Done | Missing:
     node = task.node
     ctx = EvalContext(mode=task.mode, environment=task.binding.env, state=dict(state),
                       node=node, extra={"threads": threads})

@@ -42,12 +42,14 @@ from ._common import kernel_threads
 from .datetime_encoder import FastDatetimeEncoder
 from .encoders import FastOneHotEncoder, FastOrdinalEncoder
 from .imputer import FastSimpleImputer
+from .minhash_encoder import FastMinHashEncoder
 from .registry import KERNELS, KernelSpec, fast_copy, select_kernel
 from .scalers import FastMinMaxScaler, FastStandardScaler
 
 __all__ = [
     "KERNELS",
     "FastDatetimeEncoder",
+    "FastMinHashEncoder",
     "FastMinMaxScaler",
     "FastOneHotEncoder",
     "FastOrdinalEncoder",
@@ -92,3 +94,4 @@ def warm_up() -> None:
         FastOrdinalEncoder().fit_transform(frame)
         dates = pd.Series(pd.to_datetime(["2020-01-01 10:00", None]), name="d")
         FastDatetimeEncoder(add_weekday=True, add_day_of_year=True).fit_transform(dates)
+        FastMinHashEncoder(n_components=2).fit_transform(frame["s"])

@@ -1,0 +1,140 @@
+"""Column-level reuse inside skrub's column-wise transformers.
+
+``TableVectorizer`` and ``Cleaner`` are pipelines of ``ApplyToEachCol`` steps, and
+``ApplyToEachCol`` fits a fresh clone of its transformer on each column alone
+(``_fit_transform_column``) and transforms each column alone
+(``_transform_column``). Each such call is a pure function of (transformer
+parameters, the column's content, ``y``), so when two plan nodes vectorize tables
+that share columns -- the same loans table with and without two ratio columns,
+with ``emp_title`` lower-cased or dropped, or a ``MinHashEncoder`` instead of a
+``StringEncoder`` for the one text column -- every shared column's work is done
+once per fold instead of once per node.
+
+The two functions are wrapped once, when this module is imported. The wrappers
+look up the memo of the task running in their thread
+(:func:`stratumlite.runtime.memo.current_memo`): outside a stratumlite task, or
+with the memo off (``Config(operator_memo_bytes=0)``), they call skrub's function
+and nothing else. Inside, a call is answered from the memo when the same
+transformer parameters met the same column (name, dtype, values, index) and the
+same ``y``. Transformers with unseeded randomness, parameters that cannot be
+tokenized, or extra keyword arguments are never reused. The fitted column
+transformers a memo hit returns are the very objects the first fit produced (they
+are only read afterwards), and results are identical to skrub's: the tests
+compare vectorizer outputs and search scores with and without the memo.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+
+from skrub import _apply_to_each_col as _atec
+
+from ..canonical import is_unique_token, tokenize
+from ..runtime.memo import current_memo
+
+__all__ = ["install"]
+
+_ORIGINAL_FIT = _atec._fit_transform_column
+_ORIGINAL_TRANSFORM = _atec._transform_column
+
+# fitted column transformer -> the memo key of the fit that produced it
+_FIT_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FIT_KEYS_LOCK = threading.Lock()
+# the last ``y`` fingerprinted, per thread: one step passes one y to every column
+_LOCAL = threading.local()
+
+
+def _transformer_token(transformer) -> str | None:
+    from .skrub_dataops import _estimator_unseeded
+
+    try:
+        if _estimator_unseeded(transformer):
+            return None
+        token = tokenize(transformer)
+    except Exception:
+        return None
+    return None if is_unique_token(token) else token
+
+
+def _y_token(y) -> str:
+    if y is None:
+        return "none"
+    last = getattr(_LOCAL, "y", None)
+    if last is not None and last[0]() is y:
+        return last[1]
+    token = tokenize(y)
+    try:
+        _LOCAL.y = (weakref.ref(y), token)
+    except TypeError:
+        pass
+    return token
+
+
+def _nbytes(columns) -> int:
+    total = 0
+    for col in columns:
+        try:
+            total += int(col.memory_usage(index=False, deep=False))  # pandas
+        except (AttributeError, TypeError):
+            try:
+                total += int(col.estimated_size())  # polars
+            except AttributeError:
+                total += 1 << 20
+    return total
+
+
+def _memo_fit_transform_column(column, y, columns_to_handle, transformer, allow_reject,
+                               kwargs):
+    memo = current_memo()
+    if memo is None or kwargs:
+        return _ORIGINAL_FIT(column, y, columns_to_handle, transformer, allow_reject, kwargs)
+    from skrub import _dataframe as sbd
+
+    if sbd.name(column) not in columns_to_handle:
+        return sbd.name(column), [column], None
+    ttoken = _transformer_token(transformer)
+    if ttoken is None:
+        return _ORIGINAL_FIT(column, y, columns_to_handle, transformer, allow_reject, kwargs)
+    key = ("fit", ttoken, bool(allow_reject), tokenize(column), _y_token(y))
+    found, value = memo.get(key)
+    if found:
+        name, outputs, fitted = value
+        return name, list(outputs), fitted
+    start = time.perf_counter()
+    name, outputs, fitted = _ORIGINAL_FIT(column, y, columns_to_handle, transformer,
+                                          allow_reject, kwargs)
+    seconds = time.perf_counter() - start
+    if fitted is not None:
+        with _FIT_KEYS_LOCK:
+            _FIT_KEYS[fitted] = key
+    memo.put(key, (name, tuple(outputs), fitted), _nbytes(outputs), seconds)
+    return name, outputs, fitted
+
+
+def _memo_transform_column(column, transformer, kwargs):
+    memo = current_memo()
+    if memo is None or kwargs or transformer is None:
+        return _ORIGINAL_TRANSFORM(column, transformer, kwargs)
+    with _FIT_KEYS_LOCK:
+        fit_key = _FIT_KEYS.get(transformer)
+    if fit_key is None:  # not fitted through the memo: no content key for it
+        return _ORIGINAL_TRANSFORM(column, transformer, kwargs)
+    key = ("transform", fit_key, tokenize(column))
+    found, value = memo.get(key)
+    if found:
+        return list(value)
+    start = time.perf_counter()
+    outputs = _ORIGINAL_TRANSFORM(column, transformer, kwargs)
+    memo.put(key, tuple(outputs), _nbytes(outputs), time.perf_counter() - start)
+    return outputs
+
+
+def install() -> None:
+    """Route skrub's per-column fit and transform through the memo (idempotent)."""
+    _atec._fit_transform_column = _memo_fit_transform_column
+    _atec._transform_column = _memo_transform_column
+
+
+install()

@@ -1,0 +1,200 @@
+"""Column-level reuse inside column-wise transformers (``frontend/column_memo.py``)
+and the operator memo it lives in (``runtime/memo.py``).
+
+Two plan nodes that vectorize tables sharing columns fit each shared column's
+transformer once per fold; outputs and scores stay equal to skrub's.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+import skrub
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import KFold
+
+import stratumlite
+import stratumlite.frontend  # noqa: F401  (installs the column memo, as to_plan does)
+from stratumlite.runtime.memo import OperatorMemo, current_memo, memo_scope
+
+# Fits are logged to a file: a lock or a list referenced by the method would make
+# the encoder impossible to tokenize (mutable global state), hence never reused.
+_LOG = os.path.join(tempfile.gettempdir(), f"stratumlite-column-memo-{os.getpid()}.log")
+
+
+class CountingStringEncoder(skrub.StringEncoder):
+    """A StringEncoder that logs its fits (rows seen)."""
+
+    def fit_transform(self, X, y=None):
+        with open(_LOG, "a") as f:
+            f.write(f"{len(X)}\n")
+        return super().fit_transform(X, y)
+
+
+def clear_fits() -> None:
+    with open(_LOG, "w"):
+        pass
+
+
+def logged_fits() -> list[int]:
+    with open(_LOG) as f:
+        return [int(line) for line in f if line.strip()]
+
+
+def frame(n: int = 90, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    words = np.array(["data engineer", "nurse", "teacher", "driver", "chef", "Data Analyst",
+                      "manager", "clerk", "sales rep", "lawyer", "pilot", "baker"])
+    df = pd.DataFrame({
+        "title": rng.choice(words, n) + " " + rng.choice(words, n),
+        "amount": rng.normal(100, 20, n).round(2),
+        "income": rng.normal(50, 10, n).round(2),
+        "grade": rng.choice(["a", "b", "c"], n),
+        "when": pd.date_range("2020-01-01", periods=n, freq="D"),
+    })
+    df["target"] = df["amount"] / 10 + (df["grade"] == "a") + rng.normal(0, 0.1, n)
+    return df
+
+
+def vectorizer(encoder=None):
+    return skrub.TableVectorizer(
+        high_cardinality=encoder if encoder is not None
+        else CountingStringEncoder(n_components=3, random_state=0),
+        cardinality_threshold=5)
+
+
+def pipelines(df, encoder_factory=None):
+    """Two agents' pipelines: the plain table, and the table with a ratio column."""
+    ops = []
+    for with_ratio in (False, True):
+        data = skrub.var("data", df)
+        X = data.drop(columns="target").skb.mark_as_X()
+        y = data["target"].skb.mark_as_y()
+        if with_ratio:
+            X = X.assign(ratio=X["amount"] / X["income"])
+        enc = encoder_factory() if encoder_factory else None
+        ops.append(X.skb.apply(vectorizer(enc)).skb.apply(Ridge(alpha=10.0), y=y))
+    return ops
+
+
+CV = KFold(n_splits=3, shuffle=True, random_state=0)
+
+
+def run_many(ops, memo_bytes):
+    config = stratumlite.Config(verbose=0, operator_memo_bytes=memo_bytes)
+    clear_fits()
+    tables = stratumlite.cross_validate_many(ops, cv=CV, scoring="r2", config=config,
+                                             verbose=0)
+    return tables, logged_fits()
+
+
+# ---------------------------------------------------------------- OperatorMemo
+
+
+def test_memo_keeps_the_most_valuable_entries_within_budget():
+    memo = OperatorMemo(max_bytes=300, min_seconds=0.0)
+    assert memo.put("cheap", 1, nbytes=200, seconds=0.1)  # 0.0005 s/byte
+    assert memo.put("dear", 2, nbytes=200, seconds=10.0)  # evicts "cheap"
+    assert memo.get("cheap") == (False, None)
+    assert memo.get("dear") == (True, 2)
+    assert memo.bytes == 200 and memo.stats["evicted"] == 1
+    assert not memo.put("huge", 3, nbytes=301, seconds=100.0)
+
+
+def test_memo_skips_pieces_cheaper_than_min_seconds():
+    memo = OperatorMemo(max_bytes=10_000, min_seconds=0.01)
+    assert not memo.put("k", 1, nbytes=10, seconds=0.001)
+    assert memo.get("k") == (False, None)
+
+
+def test_memo_pickles_to_the_same_process_memo():
+    memo = OperatorMemo(max_bytes=1000)
+    a = pickle.loads(pickle.dumps(memo))
+    b = pickle.loads(pickle.dumps(memo))
+    assert a is b and a.id == memo.id and a.max_bytes == 1000
+
+
+def test_memo_scope_is_restored():
+    memo = OperatorMemo(100)
+    with memo_scope(memo):
+        assert current_memo() is memo
+        with memo_scope(None):
+            assert current_memo() is None
+        assert current_memo() is memo
+    assert current_memo() is None
+
+
+def test_negative_budget_is_refused():
+    with pytest.raises(ValueError, match="max_bytes"):
+        OperatorMemo(-1)
+
+
+# ---------------------------------------------------------------- column reuse
+
+
+@pytest.mark.parametrize("lib", ["pandas", "polars"])
+def test_vectorizer_outputs_equal_with_and_without_memo(lib):
+    df = frame().drop(columns="target")
+    other = df.assign(ratio=df["amount"] / df["income"])
+    if lib == "polars":
+        df, other = pl.from_pandas(df), pl.from_pandas(other)
+    plain = [vectorizer().fit(t) for t in (df, other)]
+    expected = [(tv.transform(t), tv.fit_transform(t)) for tv, t in zip(plain, (df, other))]
+    memo = OperatorMemo(10_000_000, min_seconds=0.0)
+    with memo_scope(memo):
+        got = []
+        for t in (df, other):
+            tv = vectorizer()
+            fitted_out = tv.fit_transform(t)
+            got.append((tv.transform(t), fitted_out))
+    assert memo.stats["hits"] > 0
+    for (exp_t, exp_f), (got_t, got_f) in zip(expected, got):
+        if lib == "pandas":
+            pd.testing.assert_frame_equal(exp_t, got_t)
+            pd.testing.assert_frame_equal(exp_f, got_f)
+        else:
+            assert exp_t.equals(got_t) and exp_f.equals(got_f)
+            assert exp_t.columns == got_t.columns
+
+
+def test_shared_column_fitted_once_per_fold_and_scores_equal_skrub():
+    df = frame()
+    ops = pipelines(df)
+    with_memo, memo_fits = run_many(ops, 256_000_000)
+    without, plain_fits = run_many(pipelines(df), 0)
+    # the title column is the same in both tables: one fit per fold with the memo
+    assert len(memo_fits) == 3
+    assert len(plain_fits) == 6
+    for op, a, b in zip(ops, with_memo, without):
+        expected = op.skb.cross_validate(cv=CV, scoring="r2")["test_score"]
+        np.testing.assert_allclose(a["test_score"], expected, rtol=1e-12)
+        np.testing.assert_allclose(b["test_score"], expected, rtol=1e-12)
+
+
+def test_different_column_values_are_not_shared():
+    df = frame()
+    other = df.assign(title=df["title"].str.upper())
+    ops = [pipelines(df)[0], pipelines(other)[0]]
+    _, fits = run_many(ops, 256_000_000)
+    assert len(fits) == 6
+
+
+def test_unseeded_encoder_is_never_reused():
+    df = frame()
+    ops = pipelines(df, lambda: CountingStringEncoder(n_components=3))
+    _, fits = run_many(ops, 256_000_000)
+    assert len(fits) == 6
+
+
+def test_no_memo_outside_a_stratumlite_task():
+    df = frame().drop(columns="target")
+    clear_fits()
+    vectorizer().fit(df)
+    vectorizer().fit(df)
+    assert len(logged_fits()) == 2

@@ -171,26 +171,62 @@ class SearchEngine:
                         tasks.append(self.session.request(node, m, b, train_b))
         return tasks
 
+    def refit_inputs(self, assignments: list[dict]) -> list:
+        """Speculative work for the refit: each configuration's final-estimator
+        inputs on all rows (its preprocessing). The refit needs one of them; run
+        in the background, they fill cores the search leaves idle (its last
+        folds), and the refit then only fits the model."""
+        from .learner import first_apply_node
+
+        full = self.binding_for(np.arange(self.n_rows), None, True)
+        tasks = {}
+        for assignment in assignments:
+            node = self.output_for(assignment)
+            final = first_apply_node(node)
+            if final is None:
+                continue
+            root = self.session.request(node, "fit", full)
+            for t in self.session.input_tasks(root, final, self.normalize):
+                tasks.setdefault(t.key, t)
+        # all but one preprocessing is wasted work: speculate only while they fit
+        # in the workers (one slot each at the end of the search). Inputs with no
+        # estimator upstream (a choice outcome, the y column) cost nothing.
+        costly = [t for t in tasks.values() if _has_estimator(t.node)]
+        if len(costly) > self.session.config.workers:
+            return []
+        return list(tasks.values())
+
     def precompute(self, assignments: list[dict], splits: list, methods: set[str],
-                   return_train_score: bool = False) -> dict:
+                   return_train_score: bool = False, refit: bool = False) -> dict:
         """Request every fit and scorer prediction at once; returns counts."""
         tasks = self.plan_tasks(assignments, splits, methods, return_train_score)
-        return run_tasks(self.session, [(self, tasks)], self.normalize)
+        background = self.refit_inputs(assignments) if refit else []
+        return run_tasks(self.session, [(self, tasks)], self.normalize, background)
 
 
-def run_tasks(session: Session, groups: list, normalize: bool = True) -> dict:
+def _has_estimator(node) -> bool:
+    from .plan import topological_order
+
+    return any(n.op.is_estimator() for n in topological_order([node], dedupe="key"))
+
+
+def run_tasks(session: Session, groups: list, normalize: bool = True,
+              background: list = ()) -> dict:
     """Run the tasks of several engines as one graph; failures go to each
-    engine's ``failed`` map (the other tasks still run)."""
+    engine's ``failed`` map (the other tasks still run). ``background`` tasks
+    only use slots the others leave free (see ``Scheduler.run``)."""
     before = len(session.records)
     all_tasks = [t for _, tasks in groups for t in tasks]
-    results = session.run(all_tasks, raise_errors=False, normalize=normalize)
+    results = session.run(all_tasks, raise_errors=False, normalize=normalize,
+                          background=background)
     i = 0
     for engine, tasks in groups:
         for task in tasks:
             if isinstance(results[i], BaseException):
                 engine.failed[task.key] = results[i]
             i += 1
-    return {"tasks_requested": len(all_tasks), "records": session.records[before:]}
+    return {"tasks_requested": len(all_tasks), "records": session.records[before:],
+            "background": {t.key for t in background}}
 
 
 def _hashable(v):
@@ -299,7 +335,8 @@ class ParamSearch(adapter.SearchBase):
                            for c in candidates]
             methods = adapter.response_methods(sk.scoring, estimator, self.data_op)
             pre = engine.precompute(assignments, splits, methods,
-                                    return_train_score=bool(sk.return_train_score))
+                                    return_train_score=bool(sk.return_train_score),
+                                    refit=bool(sk.refit))
             sk = adapter.prepare_sklearn_search(sk, estimator, candidates, splits, grid)
             with warnings.catch_warnings():
                 warnings.simplefilter("default")
@@ -368,10 +405,20 @@ def _errors(engine: SearchEngine, assignments, splits) -> dict[int, str]:
     return errors
 
 
+def _background_closure(pre) -> set[str]:
+    """Keys of the speculative tasks: every task on a background root's binding
+    (all rows, which no fold uses: only the refit does)."""
+    background = pre.get("background") or set()
+    bindings = {r.task.binding.key for r in pre["records"] if r.task.key in background}
+    return {r.task.key for r in pre["records"] if r.task.binding.key in bindings}
+
+
 def _stats(engine, assignments, splits, pre, session, seconds) -> dict:
     from .plan import topological_order
 
-    records = pre["records"]
+    background = _background_closure(pre)
+    records = [r for r in pre["records"] if r.task.key not in background]
+    speculative = [r for r in pre["records"] if r.task.key in background]
     fits = [r for r in records if r.task.fitting and r.task.node.op.is_estimator()]
     naive_fits = 0
     naive_tasks = 0
@@ -386,6 +433,10 @@ def _stats(engine, assignments, splits, pre, session, seconds) -> dict:
         "fits_naive": naive_fits,
         "tasks_executed": len(records),
         "tasks_requested": pre["tasks_requested"],
+        # the refit's preprocessing, run ahead in idle slots (not in the counts above)
+        "speculative_tasks": len(speculative),
+        "speculative_fits": sum(1 for r in speculative
+                                if r.task.fitting and r.task.node.op.is_estimator()),
         "wall_seconds": seconds,
         "sum_task_seconds": sum(r.seconds for r in records),
         "workers": session.config.workers,

@@ -536,6 +536,11 @@ class DaskExecutor:
                                          processes=True, dashboard_address=None,
                                          silence_logs=logging.ERROR)
             self.client = Client(self._cluster, set_as_default=False)
+        # tasks in flight at once: the cluster's threads (a remote one may have more)
+        try:
+            self.workers = max(workers, sum(self.client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a scheduler that does not answer yet
+            self.workers = workers
         self._blobs: dict[str, Any] = {}
         self._pending: dict[str, Any] = {}
         self._lock = threading.Lock()

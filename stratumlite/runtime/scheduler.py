@@ -158,8 +158,12 @@ def _with_budget(threads: int, fn, *args):
             numba_set(previous)
 
 
+_BACKGROUND = 1 << 40  # order offset: background tasks sort after every other task
+
+
 @dataclass
 class _RunState:
+    order_base: int = 0
     waiting: dict[str, set[str]] = field(default_factory=dict)
     dependents: dict[str, set[str]] = field(default_factory=dict)
     ready: list[tuple[int, str]] = field(default_factory=list)
@@ -227,16 +231,31 @@ class Scheduler:
         return self.make(node, "fit", task.fit_binding, None, inner)
 
     # --- running -------------------------------------------------------------
-    def run(self, roots: list[Task], raise_errors: bool = True) -> list[Any]:
-        """Compute ``roots``; returns their values (or exceptions if not raising)."""
+    def run(self, roots: list[Task], raise_errors: bool = True,
+            background: list[Task] = ()) -> list[Any]:
+        """Compute ``roots``; returns their values (or exceptions if not raising).
+
+        ``background`` tasks are computed (and kept) too, but only start when no
+        other task is ready: work that will probably be asked for next (a
+        search's refit preprocessing) fills the slots the roots leave idle.
+        Their failures are not raised (the task fails again when asked for).
+        """
         st = _RunState()
-        for r in roots:
+        for r in [*roots, *background]:
             st.keep.add(r.key)
         for r in roots:
             self._add(st, r)
+        st.order_base = _BACKGROUND
+        for r in background:
+            self._add(st, r)
         done_q: queue.Queue = queue.Queue()
+        slots = self.slots()
         while st.ready or st.running:
-            while st.ready:
+            # at most one task per worker in flight: the rest wait here, in
+            # priority order, instead of in the executor's FIFO queue (thread
+            # budgets then count what really runs, and inputs are not shipped
+            # or held before a worker is free)
+            while st.ready and st.running < slots:
                 self._launch(st, done_q)
             if not st.running:
                 break
@@ -254,6 +273,15 @@ class Scheduler:
                     raise err
                 results.append(err)
         return results
+
+    def slots(self) -> int:
+        """How many tasks may be in flight: the executor's workers (1 for the
+        synchronous executor), else the cores."""
+        if isinstance(self.executor, SyncExecutor):
+            return 1
+        workers = getattr(self.executor, "workers", None) or getattr(
+            self.executor, "_max_workers", None)
+        return max(1, int(workers or self.cores))
 
     def _add(self, st: _RunState, root: Task) -> None:
         """Discover ``root`` and everything it needs (iterative DFS)."""
@@ -346,7 +374,7 @@ class Scheduler:
                   state_deps) -> None:
         key = task.key
         st.tasks[key] = task
-        st.order[key] = len(st.order)
+        st.order[key] = st.order_base + len(st.order)
         st.inputs[key] = child_keys
         waits = set()
         for ck in child_keys.values():

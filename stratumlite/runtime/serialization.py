@@ -467,8 +467,7 @@ def estimate_nbytes(value, _depth: int = 0) -> int:
         if mod == "numpy" and isinstance(value, np.ndarray):
             return int(value.nbytes)
         if mod == "pandas" and hasattr(value, "memory_usage"):
-            usage = value.memory_usage(deep=True, index=True)
-            return int(usage.sum()) if hasattr(usage, "sum") else int(usage)
+            return _pandas_nbytes(value)
         if mod == "polars" and hasattr(value, "estimated_size"):
             return int(value.estimated_size())
         if mod == "scipy" and hasattr(value, "nnz"):
@@ -487,6 +486,26 @@ def estimate_nbytes(value, _depth: int = 0) -> int:
             estimate_nbytes(k, _depth + 1) + estimate_nbytes(v, _depth + 1)
             for k, v in value.items())
     return _pickled_nbytes(value)
+
+
+_SAMPLE = 1000
+
+
+def _pandas_nbytes(value) -> int:
+    """``memory_usage(deep=True)`` with object columns sampled: the exact figure
+    visits every Python string (0.6 s per search on 100,000-row flights)."""
+    import pandas as pd
+
+    usage = value.memory_usage(deep=False, index=True)
+    total = int(usage.sum()) if hasattr(usage, "sum") else int(usage)
+    columns = value.items() if isinstance(value, pd.DataFrame) else [(None, value)] \
+        if isinstance(value, pd.Series) else []
+    for _, col in columns:
+        if col.dtype == object and len(col):
+            sample = col.iloc[:: max(1, len(col) // _SAMPLE)]
+            per_item = sum(sys.getsizeof(v) for v in sample) / len(sample)
+            total += int(per_item * len(col))
+    return total
 
 
 def _pickled_nbytes(value) -> int:

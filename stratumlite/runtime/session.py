@@ -106,7 +106,7 @@ class Session:
         return Task(node, mode, binding, None if fitting else fit_binding, False)
 
     def run(self, tasks: list[Task], *, raise_errors: bool = True,
-            normalize: bool = True) -> list[Any]:
+            normalize: bool = True, background: list[Task] = ()) -> list[Any]:
         """Compute ``tasks`` (deduplicated, in parallel); returns their values.
 
         With ``raise_errors=False`` a failed task's entry is its exception and
@@ -116,9 +116,27 @@ class Session:
                               cores=self.config.workers, on_done=self._task_done,
                               normalize=normalize, cache=self.cache, memo=self.memo)
         try:
-            return scheduler.run(tasks, raise_errors=raise_errors)
+            return scheduler.run(tasks, raise_errors=raise_errors, background=background)
         finally:
             self.records.extend(scheduler.records)
+
+    def input_tasks(self, task: Task, node: Node, normalize: bool = True) -> list[Task]:
+        """The tasks computing the inputs of ``node`` when ``task`` runs (``node``
+        is ``task``'s node or one of its ancestors), as the scheduler derives them."""
+        scheduler = Scheduler(self.values, self.states, normalize=normalize)
+        stack, seen = [task], set()
+        while stack:
+            t = stack.pop()
+            if t.key in seen:
+                continue
+            seen.add(t.key)
+            needed = t.node.op.needed_inputs(t.mode, t.inner)
+            indices = range(len(t.node.inputs)) if needed is None else sorted(needed)
+            children = [scheduler.child(t, i) for i in indices]
+            if t.node.key == node.key:
+                return children
+            stack.extend(children)
+        return []
 
     def fitted_state(self, binding: Binding, nodes: list[Node]) -> dict[str, Any]:
         """The fitted private copies of ``nodes`` fitted on ``binding``."""

@@ -1,0 +1,123 @@
+"""Scheduling policy: tasks in flight are bounded by the workers, background
+(speculative) tasks only take slots nothing else wants, and a search's refit
+reuses the preprocessing computed ahead in the background."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+import skrub
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.linear_model import Ridge
+
+import stratumlite
+from stratumlite.frontend import to_plan
+from stratumlite.runtime.session import Session
+
+# a log file, not a list: module-level mutable state referenced by a function
+# makes it impossible to tokenize (its node would get a unique key)
+_LOG = os.path.join(tempfile.gettempdir(), f"stratumlite-sched-{os.getpid()}.log")
+
+
+def _clear():
+    with open(_LOG, "w"):
+        pass
+
+
+def _events():
+    with open(_LOG) as f:
+        return [line.split() for line in f if line.strip()]
+
+
+def _slow(tag, seconds, x):
+    with open(_LOG, "a") as f:
+        f.write(f"start {tag} {time.perf_counter()}\n")
+    time.sleep(seconds)
+    with open(_LOG, "a") as f:
+        f.write(f"end {tag} {time.perf_counter()}\n")
+    return x + 1
+
+
+def _op(tag, seconds):
+    return skrub.deferred(_slow)(tag, seconds, skrub.var("x"))
+
+
+def test_in_flight_tasks_never_exceed_the_workers():
+    nodes = [to_plan(_op(f"t{i}", 0.15)).output for i in range(6)]
+    config = stratumlite.Config(executor="threads", n_workers=2, verbose=0)
+    _clear()
+    with Session(config) as s:
+        b = s.bind({"x": 1})
+        assert s.run([s.request(n, "transform", b) for n in nodes]) == [2] * 6
+    running, peak = 0, 0
+    for kind, _, _t in sorted(_events(), key=lambda e: float(e[2])):
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert peak == 2
+
+
+def test_background_tasks_start_after_every_foreground_task():
+    fg = [to_plan(_op(f"fg{i}", 0.1)).output for i in range(4)]
+    bg = to_plan(_op("bg", 0.05)).output
+    config = stratumlite.Config(executor="threads", n_workers=2, verbose=0)
+    _clear()
+    with Session(config) as s:
+        b = s.bind({"x": 1})
+        background = [s.request(bg, "transform", b)]
+        values = s.run([s.request(n, "transform", b) for n in fg], background=background)
+        assert values == [2] * 4
+        assert s.values[background[0].key] == 2  # kept for whoever asks next
+    starts = {tag: float(t) for kind, tag, t in _events() if kind == "start"}
+    assert starts["bg"] >= max(starts[f"fg{i}"] for i in range(4))
+
+
+class _CountingScaler(TransformerMixin, BaseEstimator):
+    """Logs the rows of every fit (to the file above)."""
+
+    def fit(self, X, y=None):
+        with open(_LOG, "a") as f:
+            f.write(f"fit {len(X)} 0\n")
+        self.mean_ = X.mean()
+        return self
+
+    def transform(self, X):
+        return X - self.mean_
+
+
+def test_refit_reuses_the_speculative_preprocessing():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=90), "b": rng.normal(size=90)})
+    y = 3 * df["a"] + rng.normal(scale=0.1, size=90)
+    X = skrub.X(df).skb.apply(_CountingScaler())
+    model = Ridge(alpha=skrub.choose_from([0.1, 10.0], name="alpha"))
+    op = X.skb.apply(model, y=skrub.y(y))
+    _clear()
+    search = stratumlite.make_grid_search(op, fitted=True, cv=3, verbose=0,
+                                          config=stratumlite.Config(verbose=0))
+    rows = sorted(int(e[1]) for e in _events() if e[0] == "fit")
+    # one fit per fold (60 rows each) and one on all 90 rows: the refit found
+    # the speculative full-data fit instead of fitting the scaler again
+    assert rows == [60, 60, 60, 90]
+    assert search.stats_["speculative_fits"] == 1
+    assert search.stats_["fits_executed"] == 3 + 6  # scaler per fold + ridge per config/fold
+    expected = op.skb.make_grid_search(fitted=True, cv=3)
+    np.testing.assert_allclose(search.results_["mean_test_score"],
+                               expected.results_["mean_test_score"], rtol=1e-12)
+
+
+def test_no_speculation_without_refit():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"a": rng.normal(size=60)})
+    y = df["a"] * 2
+    X = skrub.X(df).skb.apply(_CountingScaler())
+    op = X.skb.apply(Ridge(alpha=skrub.choose_from([0.1, 1.0], name="alpha")),
+                     y=skrub.y(y))
+    _clear()
+    search = stratumlite.make_grid_search(op, fitted=True, cv=3, refit=False, verbose=0,
+                                          config=stratumlite.Config(verbose=0))
+    assert sorted(int(e[1]) for e in _events() if e[0] == "fit") == [40, 40, 40]
+    assert search.stats_["speculative_fits"] == 0

@@ -21,11 +21,8 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +39,11 @@ from sklearn.preprocessing import StandardScaler
 if importlib.util.find_spec("stratumlite") is None:  # plain script, source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from stratumlite.datasets import load_ames  # noqa: E402
+
+try:  # imported as examples.kaggle.<name> (tests, benchmarks, python -m)
+    from ._run import run_example
+except ImportError:  # run as a script: its folder is on sys.path
+    from _run import run_example  # noqa: E402
 
 TARGET = "Sale_Price"
 
@@ -130,43 +132,8 @@ def make_data_op(n_rows: int | None = None) -> skrub.DataOp:
 
 
 def main(argv: list[str] | None = None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", choices=["stratumlite", "skrub"], default="stratumlite")
-    parser.add_argument(
-        "--rows",
-        type=int,
-        default=None,
-        help="resample the table to N rows (with replacement above 2,930)",
-    )
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", message="Found unknown categories")
-
-    data_op = make_data_op(n_rows=args.rows)
-    start = time.perf_counter()
-    if args.engine == "skrub":
-        search = data_op.skb.make_grid_search(fitted=True, **SEARCH)
-    else:
-        import stratumlite
-
-        # record every executed node (lineage) and keep a persistent cache, in
-        # ./.stratumlite unless STRATUMLITE_HOME says otherwise
-        config = stratumlite.Config.from_env(lineage=True, cache=True)
-        print(stratumlite.explain(data_op))
-        search = stratumlite.make_grid_search(data_op, fitted=True, config=config, **SEARCH)
-    elapsed = time.perf_counter() - start
-
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(search.results_)
-    print(f"best score ({SEARCH['scoring']}): {search.best_score_:.4f}")
-    print(f"search wall time ({args.engine}): {elapsed:.1f} s")
-    if args.engine == "stratumlite":
-        stats = search.stats_
-        print(f"fits executed: {stats['fits_executed']} (a naive search runs "
-              f"{stats['fits_naive']})")
-        print(f"lineage: run {search.run_id_} recorded in {config.lineage_db}; "
-              f"inspect it with `stratumlite runs` and "
-              f"`stratumlite lineage {search.output_key_[:12]}`")
-    return search
+    return run_example(__doc__, make_data_op, SEARCH, argv, default_rows=None,
+                       rows_help="resample the table to N rows (with replacement above 2,930)")
 
 
 if __name__ == "__main__":

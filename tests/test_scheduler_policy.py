@@ -121,3 +121,61 @@ def test_no_speculation_without_refit():
                                           config=stratumlite.Config(verbose=0))
     assert sorted(int(e[1]) for e in _events() if e[0] == "fit") == [40, 40, 40]
     assert search.stats_["speculative_fits"] == 0
+
+
+class _BudgetRecorder(TransformerMixin, BaseEstimator):
+    """Logs the BLAS/OpenMP thread limit it is fitted under (rows, threads)."""
+
+    def fit(self, X, y=None):
+        from threadpoolctl import threadpool_info
+
+        blas = max([i["num_threads"] for i in threadpool_info()] or [1])
+        with open(_LOG, "a") as f:
+            f.write(f"budget {len(X)} {blas}\n")
+        return self
+
+    def transform(self, X):
+        return X
+
+
+def test_thread_budget_follows_the_graph_not_the_timing():
+    """Fold fits can run side by side: 1 thread each, however the timing falls
+    out (so does the refit's preprocessing, run ahead beside them); a lone chain
+    gets every core. The budget never depends on what happens to be running, so
+    results do not."""
+    from threadpoolctl import threadpool_info
+
+    if max([i["num_threads"] for i in threadpool_info()] or [1]) < 2:
+        import pytest
+
+        pytest.skip("no BLAS/OpenMP library with 2 threads to observe")
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=90), "b": rng.normal(size=90)})
+    y = df["a"] + rng.normal(scale=0.1, size=90)
+    op = skrub.X(df).skb.apply(_BudgetRecorder()).skb.apply(
+        Ridge(alpha=skrub.choose_from([0.1, 1.0], name="alpha")), y=skrub.y(y))
+    config = stratumlite.Config(executor="threads", n_workers=2, verbose=0)
+    for _ in range(2):  # twice: the same budgets whatever the timing
+        _clear()
+        stratumlite.make_grid_search(op, fitted=True, cv=3, verbose=0, config=config)
+        budgets = sorted((int(e[1]), int(e[2])) for e in _events() if e[0] == "budget")
+        assert budgets == [(60, 1), (60, 1), (60, 1), (90, 1)]
+    lone = skrub.X(df).skb.apply(_BudgetRecorder())  # skrub may preview it here
+    _clear()
+    stratumlite.evaluate(lone, config=config)
+    assert [int(e[2]) for e in _events() if e[0] == "budget"] == [2]
+
+
+def test_thread_limits_are_restored_after_a_run():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=60)})
+    op = skrub.X(df).skb.apply(Ridge(alpha=skrub.choose_from([0.1, 1.0], name="alpha")),
+                               y=skrub.y(df["a"] * 2))
+    with threadpool_limits(limits=1):  # the user's own setting, kept through the search
+        before = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+        stratumlite.make_grid_search(op, fitted=True, cv=3, verbose=0,
+                                     config=stratumlite.Config(n_workers=2, verbose=0))
+        after = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+    assert {k: after[k] for k in before} == before

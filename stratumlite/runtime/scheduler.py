@@ -30,9 +30,14 @@ Inputs a node needs are known statically for most operators
 ``if_else`` branch, say) returns :class:`~.tasks.Missing`, the scheduler adds
 that input and runs the task again once it is there.
 
-Thread budget: a task launched while ``k`` tasks are running or ready gets
-``max(1, cores // k)`` threads (BLAS/OpenMP via threadpoolctl, numba); one big
-node alone gets every core. The total never exceeds the cores.
+Thread budget (BLAS/OpenMP via threadpoolctl, numba, estimator ``n_jobs``): a
+task that is *alone by construction* -- every other task of the run is one of its
+ancestors or descendants, so nothing can ever run beside it -- gets every core;
+any other task gets ``max(1, cores // workers)``. The budget depends on the graph,
+not on timing: floating-point results of BLAS and OpenMP reductions change in the
+last digits with the thread count, and a budget that followed what happened to be
+running would make two runs of the same search differ. The total never exceeds
+the cores.
 
 Worked example: a search over two models after one shared scaler, two folds::
 
@@ -151,19 +156,71 @@ def _with_budget(threads: int, fn, *args):
     except Exception:  # pragma: no cover - numba not usable
         numba_set = None
     try:
-        with _threadpool_controller().limit(limits=threads):
-            return fn(*args)
+        # Set, not restored after the task: BLAS pools are process-wide, and a
+        # task restoring "its" previous value would change the budget of a task
+        # still running beside it. Tasks that can run side by side all have the
+        # same budget (see the module docstring), so whichever sets it last sets
+        # the right value; ``Scheduler.run`` restores the originals at the end.
+        for lib in _threadpool_controller().lib_controllers:
+            if lib.num_threads != threads:
+                lib.set_num_threads(threads)
+        return fn(*args)
     finally:
         if numba_set is not None:
             numba_set(previous)
 
 
+def _saved_thread_limits() -> dict[str, int]:
+    return {lib.filepath: lib.num_threads for lib in _threadpool_controller().lib_controllers}
+
+
+def _restore_thread_limits(saved: dict[str, int]) -> None:
+    """Put back what :func:`_saved_thread_limits` saw (libraries loaded since
+    then get the machine's cores, their usual default)."""
+    for lib in _threadpool_controller().lib_controllers:
+        wanted = saved.get(lib.filepath, os.cpu_count() or 1)
+        if lib.num_threads != wanted:
+            lib.set_num_threads(wanted)
+
+
 _BACKGROUND = 1 << 40  # order offset: background tasks sort after every other task
+
+
+def alone_tasks(tasks: dict, edges: dict[str, list[str]]) -> set[str]:
+    """Keys of the tasks every other task is an ancestor or a descendant of.
+
+    ``edges[key]`` lists the task's inputs among ``tasks``; ``tasks`` is in
+    discovery order (inputs first). Reachability as Python int bitsets: one OR
+    per edge in each direction.
+
+    >>> sorted(alone_tasks({"a": 0, "b": 0, "c": 0, "d": 0},
+    ...                    {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}))
+    ['a', 'd']
+    """
+    keys = list(tasks)
+    index = {k: i for i, k in enumerate(keys)}
+    below = [0] * len(keys)  # ancestors (inputs, transitively)
+    for i, k in enumerate(keys):
+        acc = 0
+        for c in edges.get(k, ()):
+            j = index[c]
+            acc |= below[j] | (1 << j)
+        below[i] = acc
+    above = [0] * len(keys)  # descendants: consumers come later, so walk backwards
+    for i in range(len(keys) - 1, -1, -1):
+        mine = above[i] | (1 << i)
+        for c in edges.get(keys[i], ()):
+            above[index[c]] |= mine
+    n = len(keys)
+    return {k for i, k in enumerate(keys)
+            if below[i].bit_count() + above[i].bit_count() == n - 1}
 
 
 @dataclass
 class _RunState:
     order_base: int = 0
+    alone: set[str] = field(default_factory=set)
+    edges: dict[str, list[str]] = field(default_factory=dict)
     waiting: dict[str, set[str]] = field(default_factory=dict)
     dependents: dict[str, set[str]] = field(default_factory=dict)
     ready: list[tuple[int, str]] = field(default_factory=list)
@@ -248,6 +305,14 @@ class Scheduler:
         st.order_base = _BACKGROUND
         for r in background:
             self._add(st, r)
+        st.alone = alone_tasks(st.tasks, st.edges)
+        saved = _saved_thread_limits()
+        try:
+            return self._run_loop(st, roots, raise_errors)
+        finally:
+            _restore_thread_limits(saved)
+
+    def _run_loop(self, st: _RunState, roots: list[Task], raise_errors: bool) -> list[Any]:
         done_q: queue.Queue = queue.Queue()
         slots = self.slots()
         while st.ready or st.running:
@@ -376,6 +441,8 @@ class Scheduler:
         st.tasks[key] = task
         st.order[key] = st.order_base + len(st.order)
         st.inputs[key] = child_keys
+        st.edges[key] = [ck for ck in child_keys.values() if ck in st.tasks] + [
+            dep.key for dep, _ in state_deps if dep.key in st.tasks]
         waits = set()
         for ck in child_keys.values():
             if ck not in self.values:
@@ -398,8 +465,7 @@ class Scheduler:
         task = st.tasks[key]
         inputs = {i: self.values[ck] for i, ck in st.inputs[key].items() if ck in self.values}
         state = self._state_for(task)
-        busy = st.running + 1 + len(st.ready)
-        threads = max(1, self.cores // busy)
+        threads = self.cores if key in st.alone else max(1, self.cores // self.slots())
         record = TaskRecord(task=task, threads=threads, start=time.perf_counter())
         st.running += 1
         if key in st.cached:

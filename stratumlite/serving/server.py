@@ -321,6 +321,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise HTTPError(400, "bad_request", "invalid Content-Length") from None
         if declared > limit:
+            await _drain(request, declared)
             raise HTTPError(413, "payload_too_large",
                             f"the body has {declared} bytes; the limit is {limit}",
                             headers={"Connection": "close"})
@@ -328,11 +329,31 @@ async def _read_body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
+            await _drain(request, size)
             raise HTTPError(413, "payload_too_large",
                             f"the body is over the limit of {limit} bytes",
                             headers={"Connection": "close"})
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+_DRAIN_CAP = 64 * 2**20
+
+
+async def _drain(request: Request, size: int) -> None:
+    """Read (and drop) the rest of an oversized body before answering 413: a
+    server that closes with unread bytes gets its connection reset (TCP RST)
+    and the client never sees the 413. Bodies over 64 MiB are not read."""
+    if size > _DRAIN_CAP:
+        return
+    read = 0
+    try:
+        async for chunk in request.stream():
+            read += len(chunk)
+            if read > _DRAIN_CAP:
+                return
+    except Exception:  # noqa: BLE001 - the stream was consumed or the client left
+        return
 
 
 # --------------------------------------------------------------------------- endpoints

@@ -33,6 +33,7 @@ from skrub import _apply_to_each_col as _atec
 
 from ..canonical import is_unique_token, tokenize
 from ..runtime.memo import current_memo
+from ..runtime.serialization import estimate_nbytes
 
 __all__ = ["install"]
 
@@ -73,16 +74,7 @@ def _y_token(y) -> str:
 
 
 def _nbytes(columns) -> int:
-    total = 0
-    for col in columns:
-        try:
-            total += int(col.memory_usage(index=False, deep=False))  # pandas
-        except (AttributeError, TypeError):
-            try:
-                total += int(col.estimated_size())  # polars
-            except AttributeError:
-                total += 1 << 20
-    return total
+    return sum(estimate_nbytes(col) for col in columns)
 
 
 def _memo_fit_transform_column(column, y, columns_to_handle, transformer, allow_reject,

@@ -317,9 +317,8 @@ class Scheduler:
         slots = self.slots()
         while st.ready or st.running:
             # at most one task per worker in flight: the rest wait here, in
-            # priority order, instead of in the executor's FIFO queue (thread
-            # budgets then count what really runs, and inputs are not shipped
-            # or held before a worker is free)
+            # priority order, instead of in the executor's FIFO queue (inputs
+            # are not shipped or held before a worker is free)
             while st.ready and st.running < slots:
                 self._launch(st, done_q)
             if not st.running:

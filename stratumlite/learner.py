@@ -118,7 +118,7 @@ class Learner:
             if mode in _FITTING:
                 task = session.request(self.plan.output, mode, binding)
                 (result,) = session.run([task])
-                self.state_ = session.fitted_state(binding, self.plan.nodes("key"))
+                self.state_ = session.complete_fitted_state(task)
                 self.fit_key_ = binding.key
                 self.input_schema_ = _schemas(env, self.variables())
                 self._is_fitted = True

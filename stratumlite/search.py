@@ -149,7 +149,8 @@ class SearchEngine:
         plan = Plan((node,))
         learner = Learner(plan, frontend.learner_modes(self.data_op),
                           description=node.op.label)
-        learner.state_ = self.session.fitted_state(binding, plan.nodes("key"))
+        learner.state_ = self.session.complete_fitted_state(
+            self.session.request(node, "fit", binding), self.normalize)
         learner.fit_key_ = binding.key  # fitted-state identity (registry, lineage)
         learner._is_fitted = True
         return learner

@@ -561,3 +561,37 @@ def test_no_cache_is_honoured(tmp_path):
     calls = [r for r in second.records_ if r.task.node.op.kind == "Call"]
     assert calls and all(r.status == "computed" for r in calls)
     assert any(r.status == "hit" for r in second.records_)  # the vectorizer upstream
+
+
+def test_warm_fit_carries_every_fitted_state(tmp_path):
+    """A fit found in the cache brings its upstream transformers' states too
+    (read without their outputs): the learner, and a warm search's best
+    learner, predict after the cache directory is gone."""
+    import shutil
+
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"a": rng.normal(size=120), "b": rng.normal(size=120)})
+    y = 2 * df["a"] - df["b"] + rng.normal(scale=0.1, size=120)
+    X = skrub.X(df).skb.apply(StandardScaler())
+    op = X.skb.apply(Ridge(alpha=skrub.choose_from([0.5, 5.0], name="alpha")), y=skrub.y(y))
+    fixed = X.skb.apply(Ridge(alpha=0.5), y=skrub.y(y))
+    new = {"X": df.iloc[:7] * 3}
+    expected = fixed.skb.make_learner().fit({"X": df, "y": y}).predict(new)
+    expected_search = op.skb.make_grid_search(fitted=True, cv=3).predict(new)
+
+    config = stratumlite.Config(cache=True, state_dir=tmp_path / "state", verbose=0)
+    learners, searches = [], []
+    for _ in range(2):  # cold, then warm
+        learners.append(stratumlite.make_learner(fixed, config=config).fit({"X": df, "y": y}))
+        searches.append(stratumlite.make_grid_search(op, fitted=True, cv=3, verbose=0,
+                                                     config=config))
+    assert sorted(learners[1].state_) == sorted(learners[0].state_)
+    assert len(learners[0].state_) == 2  # scaler and ridge
+    assert sorted(searches[1].best_learner_.state_) == sorted(searches[0].best_learner_.state_)
+    shutil.rmtree(tmp_path / "state")
+    for learner in learners:
+        np.testing.assert_array_equal(learner.predict(new), expected)
+    for search in searches:
+        np.testing.assert_array_equal(search.predict(new), expected_search)

@@ -109,6 +109,32 @@ def test_refit_reuses_the_speculative_preprocessing():
                                expected.results_["mean_test_score"], rtol=1e-12)
 
 
+def test_warm_search_does_not_load_stored_speculative_inputs(tmp_path):
+    """On a warm rerun the refit's inputs are in the persistent cache: loading
+    them ahead would only hold memory, so nothing is speculated."""
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"a": rng.normal(size=90), "b": rng.normal(size=90)})
+    y = 2 * df["a"] + rng.normal(scale=0.1, size=90)
+    X = skrub.X(df).skb.apply(_CountingScaler())
+    op = X.skb.apply(Ridge(alpha=skrub.choose_from([0.1, 10.0], name="alpha")),
+                     y=skrub.y(y))
+    config = stratumlite.Config(verbose=0, cache=True, state_dir=tmp_path)
+    cold = stratumlite.make_grid_search(op, fitted=True, cv=3, verbose=0, config=config)
+    assert cold.stats_["speculative_tasks"] > 0
+    _clear()
+    warm = stratumlite.make_grid_search(op, fitted=True, cv=3, verbose=0, config=config)
+    assert _events() == []  # nothing fitted again
+    assert warm.stats_["speculative_fits"] == 0
+    # the scaler's stored full-data output (90 rows) is not read: the refit
+    # found the fitted pipeline itself in the cache
+    loaded = [r for r in warm.records_ if r.status == "hit"
+              and "_CountingScaler" in r.task.node.op.label and "90 rows" in repr(r.task.binding)]
+    assert loaded == []
+    np.testing.assert_array_equal(warm.results_["mean_test_score"],
+                                  cold.results_["mean_test_score"])
+    np.testing.assert_array_equal(warm.predict({"X": df}), cold.predict({"X": df}))
+
+
 def test_no_speculation_without_refit():
     rng = np.random.default_rng(1)
     df = pd.DataFrame({"a": rng.normal(size=60)})

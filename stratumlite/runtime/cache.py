@@ -197,8 +197,12 @@ class PersistentCache:
         """Whether an entry exists for ``key`` (not verified: ``get`` does that)."""
         return (self._entry(key) / _MANIFEST).is_file()
 
-    def get(self, key: str) -> tuple[bool, Any]:
-        """``(True, (value, state))`` for a valid entry, else ``(False, None)``."""
+    def get(self, key: str, *, state_only: bool = False) -> tuple[bool, Any]:
+        """``(True, (value, state))`` for a valid entry, else ``(False, None)``.
+
+        ``state_only=True`` reads only the fitted state (the value is ``None``):
+        a learner needs an upstream transformer's state, not its output.
+        """
         entry = self._entry(key)
         try:
             manifest = _read_manifest(entry)
@@ -206,7 +210,7 @@ class PersistentCache:
                      for n, f in manifest["files"].items()}
             state_info = files.pop(_STATE)
             written = Written(manifest["format"], files, manifest.get("meta") or {})
-            value = read_value(entry, written)
+            value = None if state_only else read_value(entry, written)
             state = load_pickle(entry / _STATE, state_info)
         except FileNotFoundError as e:
             if entry.exists():  # a file of a visible entry is missing

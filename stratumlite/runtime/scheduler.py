@@ -87,7 +87,7 @@ class ResultStore(Protocol):
 
     def contains(self, key: str) -> bool: ...
 
-    def get(self, key: str) -> tuple[bool, Any]: ...
+    def get(self, key: str, *, state_only: bool = False) -> tuple[bool, Any]: ...
 
     def put(self, key: str, payload: Any, seconds: float) -> bool: ...
 
@@ -298,6 +298,10 @@ class Scheduler:
         Their failures are not raised (the task fails again when asked for).
         """
         st = _RunState()
+        # speculation is for work to compute: a stored background result is
+        # loaded when it is asked for, not now (it would only hold memory)
+        background = [r for r in background
+                      if r.key not in self.values and not self._cache_has(r)]
         for r in [*roots, *background]:
             st.keep.add(r.key)
         for r in roots:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
-from ..plan import Node
+from ..plan import Node, topological_order
 from .memo import OperatorMemo
 from .scheduler import Scheduler, TaskRecord, make_executor
 from .tasks import Binding, Task, environment_key
@@ -146,6 +146,44 @@ class Session:
             if s is not None:
                 out[n.key] = s
         return out
+
+    def complete_fitted_state(self, root: Task, normalize: bool = True) -> dict[str, Any]:
+        """Every fitted state a fit ``root`` produced, as ``fitted_state`` gives,
+        including the states of upstream transformers.
+
+        A root found in the persistent cache brings only its own state (its
+        inputs are not loaded); the states of the estimators upstream are then
+        read from the cache without their outputs, or fitted if not stored. A
+        learner built from the result predicts without the cache.
+        """
+        scheduler = Scheduler(self.values, self.states, normalize=normalize)
+        missing: dict[str, Task] = {}
+        stack, seen = [root], set()
+        while stack:
+            t = stack.pop()
+            if t.key in seen:
+                continue
+            seen.add(t.key)
+            if t.node.op.is_estimator() and (t.binding.key, t.node.key) not in self.states:
+                missing[t.key] = t
+            needed = t.node.op.needed_inputs(t.mode, t.inner)
+            indices = range(len(t.node.inputs)) if needed is None else sorted(needed)
+            stack.extend(scheduler.child(t, i) for i in indices)
+        to_run = []
+        for key, t in missing.items():
+            found, payload = (self.cache.get(key, state_only=True)
+                              if self.cache is not None and self.cache.contains(key)
+                              else (False, None))
+            if found:
+                for node_key, impl in payload[1].items():
+                    self.states[(t.binding.key, node_key)] = impl
+            else:
+                to_run.append(t)
+        if to_run:
+            kept = set(self.values)
+            self.run(to_run, normalize=normalize)
+            self.forget([t.key for t in to_run if t.key not in kept])
+        return self.fitted_state(root.binding, topological_order([root.node], dedupe="key"))
 
     def forget(self, keys) -> None:
         for k in keys:

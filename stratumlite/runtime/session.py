@@ -120,11 +120,11 @@ class Session:
         finally:
             self.records.extend(scheduler.records)
 
-    def input_tasks(self, task: Task, node: Node, normalize: bool = True) -> list[Task]:
-        """The tasks computing the inputs of ``node`` when ``task`` runs (``node``
-        is ``task``'s node or one of its ancestors), as the scheduler derives them."""
+    def walk_tasks(self, root: Task, normalize: bool = True):
+        """Yield ``(task, children)`` for ``root`` and every task it needs, as
+        the scheduler derives them (each task once, depth first)."""
         scheduler = Scheduler(self.values, self.states, normalize=normalize)
-        stack, seen = [task], set()
+        stack, seen = [root], set()
         while stack:
             t = stack.pop()
             if t.key in seen:
@@ -133,9 +133,15 @@ class Session:
             needed = t.node.op.needed_inputs(t.mode, t.inner)
             indices = range(len(t.node.inputs)) if needed is None else sorted(needed)
             children = [scheduler.child(t, i) for i in indices]
+            yield t, children
+            stack.extend(children)
+
+    def input_tasks(self, task: Task, node: Node, normalize: bool = True) -> list[Task]:
+        """The tasks computing the inputs of ``node`` when ``task`` runs (``node``
+        is ``task``'s node or one of its ancestors), as the scheduler derives them."""
+        for t, children in self.walk_tasks(task, normalize):
             if t.node.key == node.key:
                 return children
-            stack.extend(children)
         return []
 
     def fitted_state(self, binding: Binding, nodes: list[Node]) -> dict[str, Any]:
@@ -156,19 +162,9 @@ class Session:
         read from the cache without their outputs, or fitted if not stored. A
         learner built from the result predicts without the cache.
         """
-        scheduler = Scheduler(self.values, self.states, normalize=normalize)
-        missing: dict[str, Task] = {}
-        stack, seen = [root], set()
-        while stack:
-            t = stack.pop()
-            if t.key in seen:
-                continue
-            seen.add(t.key)
-            if t.node.op.is_estimator() and (t.binding.key, t.node.key) not in self.states:
-                missing[t.key] = t
-            needed = t.node.op.needed_inputs(t.mode, t.inner)
-            indices = range(len(t.node.inputs)) if needed is None else sorted(needed)
-            stack.extend(scheduler.child(t, i) for i in indices)
+        missing = {t.key: t for t, _ in self.walk_tasks(root, normalize)
+                   if t.node.op.is_estimator()
+                   and (t.binding.key, t.node.key) not in self.states}
         to_run = []
         for key, t in missing.items():
             found, payload = (self.cache.get(key, state_only=True)

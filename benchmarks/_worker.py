@@ -8,6 +8,9 @@ The last line of stdout is ``BENCH_RESULT <json>``; everything else on stdout
 or stderr is logging. Systems:
 
 ``skrub_n1`` / ``skrub_n2``   ``data_op.skb.make_grid_search(fitted=True, n_jobs=k, **SEARCH)``
+``skrub_n1_1t``             skrub n_jobs=1 with BLAS/OpenMP limited to one thread (the
+                            exact score reference; stratumlite's tasks run on one thread
+                            when two are in flight)
 ``skrub_cache``             the same with skrub's joblib cache on (``SKB_CACHE`` set to
                             a fresh directory before skrub is imported, so the loky
                             workers inherit it), ``n_jobs=--n-jobs``
@@ -366,7 +369,7 @@ def skrub_n_jobs(system: str, default: int) -> int:
     """``skrub_n2`` -> 2, ``skrub_cache_n1`` -> 1, ``skrub_cache`` -> ``default``."""
     if system == "doctored":
         return 1
-    tail = system.rsplit("_", 1)[-1]
+    tail = system.removesuffix("_1t").rsplit("_", 1)[-1]
     if tail.startswith("n") and tail[1:].isdigit():
         return int(tail[1:])
     return default
@@ -383,12 +386,22 @@ def run_search(args) -> dict:
     out: dict = {"build_seconds": build_seconds}
     system = args.system
     if system.startswith("skrub") or system == "doctored":
+        from contextlib import nullcontext
+
+        from threadpoolctl import threadpool_limits
+
         n_jobs = skrub_n_jobs(system, args.n_jobs)
         out["n_jobs"] = n_jobs
+        # ``_1t``: BLAS/OpenMP limited to one thread, as in stratumlite's tasks
+        # when two run at once: the exact score reference (float results depend
+        # on the thread count), not a timing baseline
+        limit = threadpool_limits(limits=1) if system.endswith("_1t") else nullcontext()
         m0 = sched_mark()
         c0 = cpu_seconds()
         t0 = time.perf_counter()
-        search = data_op.skb.make_grid_search(fitted=True, n_jobs=n_jobs, **search_kwargs)
+        with limit:
+            search = data_op.skb.make_grid_search(fitted=True, n_jobs=n_jobs,
+                                                  **search_kwargs)
         t1 = time.perf_counter()
         out.update(sched_delta(m0))
         out["wall_seconds"] = t1 - t0

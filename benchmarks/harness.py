@@ -46,7 +46,7 @@ SCORES_OK = ("every stratumlite run equals a skrub run of its repetition for eve
 SCORES_OK_AGENTS = "equal for every pipeline and fold (rtol 1e-9)."
 NOT_CHECKED = "Scores **not checked**: no skrub system ran in this session."
 
-SEARCH_SYSTEMS = ("skrub_n1", "skrub_n2", "skrub_cache", "stratumlite_cold",
+SEARCH_SYSTEMS = ("skrub_n1", "skrub_n2", "skrub_cache", "skrub_n1_1t", "stratumlite_cold",
                   "stratumlite_warm", "dedup_bound")
 AGENT_SYSTEMS = ("skrub_agents", "skrub_agents_1t", "stratumlite_agents", "agents_bound")
 
@@ -88,15 +88,24 @@ def run_worker(system: str, example: str, *, rows: int | None = None,
         cmd.append("--explain")
     load_before = list(os.getloadavg())
     start = time.perf_counter()
+    # a session of its own: on a timeout the whole tree (loky workers too) is killed
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_worker_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        proc = subprocess.run(cmd, cwd=REPO, env=_worker_env(), capture_output=True,
-                              text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as err:
-        raise BenchmarkError(f"{system} on {example} timed out after {timeout} s") from err
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc)
+        if log is not None:
+            log(f"  {system:<18} {example:<16} rows={rows}  TIMED OUT after {timeout} s "
+                f"(load {load_before[0]:.1f}); recorded as censored, the session goes on")
+        return {"system": system, "example": example, "rows": rows, "timed_out": True,
+                "timeout_seconds": timeout, "wall_seconds": None,
+                "subprocess_seconds": time.perf_counter() - start,
+                "loadavg_start": load_before}
     elapsed = time.perf_counter() - start
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
-        tail = "\n".join((proc.stderr or proc.stdout).splitlines()[-25:])
+        tail = "\n".join((stderr or stdout).splitlines()[-25:])
         raise BenchmarkError(
             f"worker {system} on {example} failed (exit {proc.returncode}):\n{tail}")
     result = json.loads(lines[-1][len(RESULT_PREFIX):])
@@ -106,6 +115,28 @@ def run_worker(system: str, example: str, *, rows: int | None = None,
         log(f"  {system:<18} {example:<16} rows={rows}  wall {result['wall_seconds']:8.2f} s"
             f"  (process {elapsed:.1f} s, load {load_before[0]:.1f})")
     return result
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
+def fmt_wall(reps: list[dict], walls: list) -> str:
+    """The median wall time; timed-out repetitions are shown as a lower bound."""
+    timed_out = [r for r in reps if r.get("timed_out")]
+    if not timed_out:
+        return fmt_s(median(walls))
+    limit = max(r["timeout_seconds"] for r in timed_out)
+    if len(timed_out) * 2 >= len(reps):  # the median itself is censored
+        return f"> {fmt_s(limit)} (timed out {len(timed_out)}/{len(reps)})"
+    return f"{fmt_s(median(walls + [math.inf] * len(timed_out)))} " \
+           f"({len(timed_out)}/{len(reps)} timed out at {fmt_s(limit)})"
 
 
 # ------------------------------------------------------------------------ score check
@@ -188,7 +219,8 @@ def difference_table(runs: dict[str, list[dict]], reference_system: str) -> str:
         if system == reference_system:
             continue
         diffs = [max_relative_difference(refs[i]["results"], r["results"])
-                 for i, r in enumerate(reps) if i < len(refs) and "results" in r]
+                 for i, r in enumerate(reps)
+                 if i < len(refs) and "results" in r and "results" in refs[i]]
         diffs = [d for d in diffs if d is not None]
         if diffs:
             lines.append(f"| {system} | {max(diffs):.1e} |")
@@ -225,7 +257,8 @@ def check_scores(runs: dict[str, list[dict]], reference_system: str,
         for i, result in enumerate(reps):
             if "results" not in result:
                 continue
-            refs = [(s, runs[s][i]) for s in skrub_systems if i < len(runs[s])]
+            refs = [(s, runs[s][i]) for s in skrub_systems
+                    if i < len(runs[s]) and "results" in runs[s][i]]
             if not refs:
                 continue
             if any(not compare(ref["results"], result["results"]) for _, ref in refs):
@@ -311,9 +344,16 @@ def per_rep_ratios(runs, num: str, den: str, field: str = "wall_seconds") -> lis
     out = []
     for a, b in zip(runs.get(num, []), runs.get(den, [])):
         x, y = _field(a, field), _field(b, den_field(den, field))
+        if x is None and a.get("timed_out") and field == "wall_seconds":
+            x = a["timeout_seconds"]  # a lower bound: the ratio is then ">="
         if x is not None and y:
             out.append(x / y)
     return out
+
+
+def _censored(runs, system: str) -> bool:
+    """Whether a repetition of ``system`` timed out (its ratios are lower bounds)."""
+    return any(r.get("timed_out") for r in runs.get(system, []))
 
 
 def den_field(system: str, field: str) -> str:
@@ -466,7 +506,8 @@ def run_search_session(examples: list[str], systems: list[str], reps: int,
 
 
 def reference_system(systems) -> str | None:
-    for s in ("skrub_n1", "skrub_n2", "skrub_cache_n1", "skrub_cache", "skrub_cache_n2"):
+    for s in ("skrub_n1_1t", "skrub_n1", "skrub_n2", "skrub_cache_n1", "skrub_cache",
+              "skrub_cache_n2"):
         if s in systems:
             return s
     return next((s for s in systems if s.startswith("skrub")), None)
@@ -493,19 +534,20 @@ def search_table(runs: dict[str, list], cores: int) -> str:
     for system, reps in runs.items():
         if not reps:
             continue
-        walls = [r["wall_seconds"] for r in reps]
-        med = median(walls)
-        shown = med
+        walls = [r["wall_seconds"] for r in reps if r["wall_seconds"] is not None]
+        shown = fmt_wall(reps, walls)
         name = system
         if system == "dedup_bound":
             name = f"dedup_bound (sum of task s / {cores} cores)"
-            shown = bound
+            shown = fmt_s(bound)
             walls = [r["bound_seconds"] for r in reps]
         vs = per_rep_ratios(runs, system, "dedup_bound") if system != "dedup_bound" else []
+        vs_text = ("≥ " if _censored(runs, system) else "") + fmt_x(median(vs)) if vs else "—"
         fits = median([r.get("fits") for r in reps])
+        span = f"{fmt_s(min(walls))} – {fmt_s(max(walls))}" if walls else "—"
         lines.append(
-            f"| {name} | {fmt_s(shown)} | {fmt_s(min(walls))} – {fmt_s(max(walls))} | "
-            f"{fmt_x(median(vs)) if vs else '—'} | "
+            f"| {name} | {shown} | {span} | "
+            f"{vs_text} | "
             f"{fmt_s(median([r.get('cpu_seconds') for r in reps]))} | "
             f"{'—' if fits is None else int(fits)} | "
             f"{fmt_mb(median([r.get('peak_tree_rss_sampled') for r in reps]))} | "
@@ -541,7 +583,10 @@ def ratio_rows(runs) -> list[tuple[str, float | None, list[float]]]:
 def ratio_table(runs) -> str:
     lines = ["| ratio (same repetition) | median | per repetition |", "|---|---:|---|"]
     for label, med, rs in ratio_rows(runs):
-        lines.append(f"| {label} | {fmt_x(med)} | {', '.join(f'{r:.2f}' for r in rs)} |")
+        num = next(n for n, _, lbl in RATIO_PAIRS if lbl == label)
+        bound = "≥ " if _censored(runs, num) else ""
+        lines.append(f"| {label} | {bound}{fmt_x(med)} | "
+                     f"{', '.join(f'{r:.2f}' for r in rs)} |")
     return "\n".join(lines)
 
 

@@ -91,3 +91,32 @@ def test_score_check_accepts_any_skrub_run_and_flags_changed_inputs(skrub_tiny):
     problems = harness.check_scores({"skrub_n1": [skrub_tiny], "stratumlite_cold": [changed]},
                                     "skrub_n1")
     assert len(problems) == 1 and "INPUTS DIFFER" in problems[0]
+
+
+def test_a_timed_out_worker_is_recorded_and_reported_as_a_lower_bound(skrub_tiny):
+    """A worker past its timeout is killed (with its children) and recorded as
+    censored: the session goes on, tables show '>' and ratios '≥'."""
+    import time
+
+    t0 = time.perf_counter()
+    late = harness.run_worker("skrub_n2", "tiny", timeout=0.5)
+    assert time.perf_counter() - t0 < 30
+    assert late["timed_out"] and late["wall_seconds"] is None
+    bound = copy.deepcopy(skrub_tiny)
+    bound["bound_seconds"] = skrub_tiny["wall_seconds"] / 4
+    runs = {"skrub_n2": [late], "stratumlite_cold": [copy.deepcopy(skrub_tiny)],
+            "dedup_bound": [bound]}
+    assert harness.check_scores(runs, "skrub_n2") == []  # nothing to compare, no crash
+    table = harness.search_table(runs, cores=2)
+    assert "> 0.500 s (timed out 1/1)" in table or "> 0.50 s (timed out 1/1)" in table
+    ratios = harness.ratio_table(runs)
+    line = next(ln for ln in ratios.splitlines() if ln.startswith("| skrub n_jobs=2 /"))
+    assert "≥ " in line
+    expected = 0.5 / skrub_tiny["wall_seconds"]
+    assert f"{expected:.2f}" in line
+
+
+def test_one_thread_skrub_is_the_preferred_score_reference():
+    assert harness.reference_system(["skrub_n1", "skrub_n1_1t", "stratumlite_cold"]) \
+        == "skrub_n1_1t"
+    assert harness.reference_system(["skrub_n2", "skrub_n1"]) == "skrub_n1"

@@ -65,7 +65,9 @@ class Config(BaseModel):
     n_workers : int or None
         Number of concurrent workers (default: the number of cores).
     memory_budget : int, str or None
-        Bytes the buffer pool may hold before spilling to disk (``"2GB"``).
+        Bytes the runtime may hold in memory (``"2GB"``): the operator memo
+        takes at most a quarter of it, the buffer pool the rest, spilling to disk
+        beyond it (see ``memory_split``).
     cache : bool
         Persistent, lineage-keyed cache of node outputs and fitted state.
     cache_max_bytes : int, str or None
@@ -77,7 +79,8 @@ class Config(BaseModel):
     operator_memo_bytes : int, str or None
         Memory for results reused *inside* operators (a column transformer fitted
         on the same column by two vectorizers, see ``frontend/column_memo.py``);
-        0 or None turns it off. Default 256 MB.
+        0 or None turns it off. Default 256 MB; with a ``memory_budget``, at
+        most a quarter of the budget.
     dask_address : str or None
         Address of a running Dask scheduler (executor="dask"); when None a
         LocalCluster is started.
@@ -101,6 +104,22 @@ class Config(BaseModel):
     operator_memo_bytes: int = 256_000_000
     dask_address: str | None = None
     verbose: int = 1
+
+    @property
+    def memory_split(self) -> tuple[int | None, int]:
+        """``(buffer pool bytes, operator memo bytes)``: the memory budget shared
+        between them (the memo gets at most a quarter), or no pool limit.
+
+        >>> Config(memory_budget="100MB", operator_memo_bytes="256MB").memory_split
+        (75000000, 25000000)
+        >>> Config(operator_memo_bytes="10MB").memory_split
+        (None, 10000000)
+        """
+        memo = self.operator_memo_bytes
+        if self.memory_budget is None:
+            return None, memo
+        memo = min(memo, self.memory_budget // 4)
+        return self.memory_budget - memo, memo
 
     @field_validator("memory_budget", "cache_max_bytes", mode="before")
     @classmethod

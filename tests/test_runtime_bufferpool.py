@@ -251,3 +251,23 @@ def _search_df():
     rng = np.random.default_rng(1)
     return pd.DataFrame({"a": rng.normal(size=5), "b": rng.normal(size=5),
                          "c": rng.choice(["u", "v"], size=5)})
+
+
+def test_memory_budget_covers_the_operator_memo(tmp_path):
+    """One budget for the runtime: the operator memo takes at most a quarter
+    of it, the buffer pool the rest; without a budget the pool is unbounded."""
+    from stratumlite.runtime.bufferpool import BufferPool
+    from stratumlite.runtime.session import Session
+
+    session = Session(stratumlite.Config(memory_budget="100MB", state_dir=tmp_path,
+                                         operator_memo_bytes="256MB"))
+    assert isinstance(session.values, BufferPool)
+    assert session.values.budget_bytes + session.memo.max_bytes == 100_000_000
+    assert session.memo.max_bytes == 25_000_000
+    small_memo = Session(stratumlite.Config(memory_budget="100MB", state_dir=tmp_path,
+                                            operator_memo_bytes="1MB"))
+    assert small_memo.memo.max_bytes == 1_000_000
+    assert small_memo.values.budget_bytes == 99_000_000
+    unbounded = Session(stratumlite.Config(state_dir=tmp_path, operator_memo_bytes="1MB"))
+    assert not isinstance(unbounded.values, BufferPool)
+    assert unbounded.memo.max_bytes == 1_000_000

@@ -51,7 +51,7 @@ class Session:
         self.hooks = list(hooks) if hooks is not None else _default_hooks(self.config)
         self.run_id: str | None = None
         self.cache = cache if cache is not None else _default_cache(self.config)
-        memo_bytes = self.config.operator_memo_bytes
+        memo_bytes = self.config.memory_split[1]
         self.memo = OperatorMemo(memo_bytes) if memo_bytes else None
         self.values: dict[str, Any] = values if values is not None else _default_pool(self.config)
         self.states: dict[tuple[str, str], Any] = {}
@@ -197,11 +197,12 @@ def _default_cache(config: Config):
 
 def _default_pool(config: Config):
     """A plain dict, or a spilling buffer pool when a memory budget is set."""
-    if config.memory_budget is None:
+    pool_bytes = config.memory_split[0]
+    if pool_bytes is None:
         return {}
     from .bufferpool import BufferPool
 
-    return BufferPool(config.memory_budget, spill_dir=config.state_dir / "spill")
+    return BufferPool(max(1, pool_bytes), spill_dir=config.state_dir / "spill")
 
 
 def _default_hooks(config: Config) -> list:

@@ -667,10 +667,16 @@ def cmd_run(examples: list[str], reps: int, rows: int | None, systems: list[str]
     machine = machine_info()
     runs = run_search_session(examples, systems, reps, {e: rows for e in examples},
                               n_jobs_cache=n_jobs_cache, timeout=timeout, log=log)
-    end_load = list(os.getloadavg())
+    return render_run(runs, machine, list(os.getloadavg()), reps, rows, systems,
+                      n_jobs_cache, stamp, log)
+
+
+def render_run(runs: dict, machine: dict, end_load, reps: int, rows: int | None,
+               systems: list[str], n_jobs_cache: int, stamp: str, log=_eprint,
+               note: str = "") -> int:
     cores = machine["cores"]
     md = [f"## Kaggle examples: every system, {reps} repetition(s)\n",
-          machine_markdown(machine, end_load),
+          machine_markdown(machine, end_load) + note,
           f"\nEach system ran in a fresh process; rows: {rows or 'each example default'}; "
           f"skrub_cache uses n_jobs={n_jobs_cache}. Wall = the `make_grid_search(fitted=True)` "
           "call (data loading and DataOp construction excluded; skrub's eager previews off "
@@ -1027,8 +1033,10 @@ def cmd_report(paths: list[str], log=_eprint) -> int:
                                for k, v in payload["runs"].items()}
         payloads.append(payload)
     commands = {p["command"] for p in payloads}
-    if len(commands) != 1 or not commands <= {"runtime", "agents"}:
-        raise SystemExit("report: runtime or agents runs (one kind at a time)")
+    if len(commands) != 1 or not commands <= {"runtime", "agents", "run"}:
+        raise SystemExit("report: runtime, agents or run results (one kind at a time)")
+    if commands == {"run"}:
+        return _report_run(paths, payloads, log)
     if len({p["rows"] for p in payloads}) != 1:
         raise SystemExit("report: the runs have different row counts")
     runs: dict[str, list] = {}
@@ -1052,3 +1060,21 @@ def cmd_report(paths: list[str], log=_eprint) -> int:
     return render_runtime(runs, first["machine"], payloads[-1].get("machine_end_loadavg"), n,
                           first["rows"], systems, first.get("n_jobs_cache", 2),
                           timestamp(), log, note=note)
+
+
+def _report_run(paths: list[str], payloads: list[dict], log=_eprint) -> int:
+    """Kaggle-example runs side by side: each example from the file that measured
+    it (an example in two files: the later file's repetitions)."""
+    runs: dict[str, dict] = {}
+    systems: list[str] = []
+    for p in payloads:
+        runs.update(p["runs"])
+        systems += [s for s in p["systems"] if s not in systems]
+    reps = min(len(r) for ex in runs.values() for r in ex.values() if r)
+    note = ("  \nMerged from " + ", ".join(Path(p).name for p in paths)
+            + "; load average at the start of each: "
+            + ", ".join(f"{p['machine']['loadavg'][0]:.2f}" for p in payloads) + ".")
+    first = payloads[0]
+    return render_run(runs, first["machine"], payloads[-1].get("machine_end_loadavg"), reps,
+                      first["rows"], systems, first.get("n_jobs_cache", 2), timestamp(), log,
+                      note=note)

@@ -462,7 +462,9 @@ def run_search(args) -> dict:
     if args.explain:
         try:
             text = stratumlite.explain(search)
-            out["explain_tail"] = "\n".join(text.splitlines()[-6:])
+            # the totals block: the lines before the operator-selection list
+            body = text.split("\noperator selection:")[0]
+            out["explain_tail"] = "\n".join(body.splitlines()[-6:])
         except Exception as err:  # explain is a report, never a failure
             out["explain_tail"] = f"explain failed: {type(err).__name__}: {err}"
     return out

@@ -239,3 +239,27 @@ def test_dask_deduplicates_identical_tasks(dask_address, tmp_path):
         assert [f.result(timeout=120) for f in futures] == [task.key, task.key, other.key]
     runs = Path(log).read_text().split()
     assert sorted(runs) == sorted([task.key, other.key])
+
+
+def _die(x):
+    os._exit(3)
+
+
+def _plus(x, i):
+    return x + i
+
+
+def test_a_dead_worker_is_an_error_naming_a_node():
+    """A worker process that dies (killed, out of memory, a native crash) fails
+    the run with an EvaluationError naming a node, one error object per task,
+    not the pool's shared BrokenProcessPool."""
+    x = skrub.var("x")
+    outs = [skrub.deferred(_plus)(x, i) for i in range(4)] + [skrub.deferred(_die)(x)]
+    total = skrub.deferred(lambda *a: sum(a))(*outs)
+    config = stratumlite.Config(executor="processes", n_workers=2, verbose=0)
+    with pytest.raises(stratumlite.errors.EvaluationError,
+                       match=r"worker process died while node <Call '_(plus|die)'>") as info:
+        stratumlite.evaluate(total, {"x": 1.0}, config=config)
+    err = info.value
+    assert type(err.original).__name__ == "BrokenProcessPool"
+    assert err.__cause__ is not err.original  # a copy: the shared one is never re-raised

@@ -55,11 +55,11 @@ import os
 import queue
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import StratumliteError
+from ..errors import EvaluationError, StratumliteError
 from .memo import OperatorMemo
 from .tasks import Binding, Done, Missing, Task, normalize_mode, run_task
 
@@ -90,6 +90,22 @@ class ResultStore(Protocol):
     def get(self, key: str, *, state_only: bool = False) -> tuple[bool, Any]: ...
 
     def put(self, key: str, payload: Any, seconds: float) -> bool: ...
+
+
+def _worker_died(task: Task, err: BaseException) -> EvaluationError:
+    """One error per task when the executor's worker died: it names the node
+    (the executor's own exception, shared by every pending task, would not,
+    and re-raising one object many times grows its traceback)."""
+    from .sequential import describe_node
+
+    node = describe_node(task.node)
+    new = EvaluationError(
+        f"The worker process died while node {node} was running or queued (mode "
+        f"{task.mode!r}): killed, out of memory, or a crash in native code "
+        f"({type(err).__name__}). Rerun with Config(executor='threads') to see the "
+        "error in this process.", node=node, original=err)
+    new.__cause__ = type(err)(*err.args)
+    return new
 
 
 def _load_cached(cache: ResultStore, key: str) -> Done:
@@ -479,6 +495,8 @@ class Scheduler:
             record.end = time.perf_counter()
             try:
                 outcome = fut.result()
+            except BrokenExecutor as e:
+                outcome = _worker_died(st.tasks[key], e)
             except BaseException as e:  # noqa: BLE001
                 outcome = e
             done_q.put((key, outcome, record))

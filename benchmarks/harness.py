@@ -1047,9 +1047,7 @@ def cmd_report(paths: list[str], log=_eprint) -> int:
     n = min(len(v) for v in runs.values())
     runs = {k: v[:n] for k, v in runs.items()}
     first = payloads[0]
-    note = ("  \nMerged from " + ", ".join(Path(p).name for p in paths)
-            + "; load average at the start of each: "
-            + ", ".join(f"{p['machine']['loadavg'][0]:.2f}" for p in payloads) + ".")
+    note = _merged_note(paths, payloads)
     # systems measured in every file only (a ratio needs both sides in each rep)
     runs = {k: v for k, v in runs.items() if all(k in p["runs"] for p in payloads)}
     systems = [s for s in first["systems"] if s in runs]
@@ -1071,10 +1069,14 @@ def _report_run(paths: list[str], payloads: list[dict], log=_eprint) -> int:
         runs.update(p["runs"])
         systems += [s for s in p["systems"] if s not in systems]
     reps = min(len(r) for ex in runs.values() for r in ex.values() if r)
-    note = ("  \nMerged from " + ", ".join(Path(p).name for p in paths)
-            + "; load average at the start of each: "
-            + ", ".join(f"{p['machine']['loadavg'][0]:.2f}" for p in payloads) + ".")
+    note = _merged_note(paths, payloads)
     first = payloads[0]
     return render_run(runs, first["machine"], payloads[-1].get("machine_end_loadavg"), reps,
                       first["rows"], systems, first.get("n_jobs_cache", 2), timestamp(), log,
                       note=note)
+
+
+def _merged_note(paths: list[str], payloads: list[dict]) -> str:
+    return ("  \nMerged from " + ", ".join(Path(p).name for p in paths)
+            + "; load average at the start of each: "
+            + ", ".join(f"{p['machine']['loadavg'][0]:.2f}" for p in payloads) + ".")

@@ -128,6 +128,12 @@ class Operator:
         consumes them (skrub's "running Apply ancestor" rule)."""
         return False
 
+    def is_light(self) -> bool:
+        """True for glue whose cost is usually below that of shipping its inputs
+        to another process (a column selection, an arithmetic operator): an
+        executor in other processes runs it in the scheduler's process."""
+        return False
+
     def summary(self) -> dict[str, Any]:
         """Parameters to show in explain's JSON form."""
         return {}
@@ -151,6 +157,9 @@ class Const(Operator):
             text = text[:37] + "..."
         object.__setattr__(self, "label", f"Const {text}")
         object.__setattr__(self, "reusable", True)
+
+    def is_light(self) -> bool:
+        return True
 
     def evaluate(self, ctx):
         return self.value

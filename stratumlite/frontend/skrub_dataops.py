@@ -74,6 +74,10 @@ from . import column_memo  # noqa: E402,F401  (installs the per-column memo)
 
 # Node classes that keep fitted state on themselves between fit and predict.
 _STATEFUL = {"Apply", "Concat", "FreezeAfterFit"}
+# glue operators (see ``Operator.is_light``); not ``Call`` (any user function),
+# not estimators
+_LIGHT = {"Var", "Value", "GetItem", "GetAttr", "BinOp", "UnaryOp", "CallMethod",
+          "AsTuple", "IfElse", "Match", "EvalMode", "SplitX"}
 _META_ATTRS = ("name", "uuid", "is_X", "is_y", "description", "_creation_stack", "checked")
 _NON_SEMANTIC_ESTIMATOR = ("n_jobs", "verbose", "verbosity", "num_threads", "nthread")
 
@@ -142,6 +146,9 @@ class SkrubOp(Operator):
 
     def is_model_step(self) -> bool:
         return self.cls is _data_ops.Apply
+
+    def is_light(self) -> bool:
+        return self.cls.__name__ in _LIGHT
 
     def reads_state_of(self) -> tuple[int, ...]:
         if self.cls is _data_ops.AppliedEstimator:
@@ -328,6 +335,9 @@ class ValueOp(Operator):
         object.__setattr__(self, "label", label)
         object.__setattr__(self, "reusable", not _has_unseeded_randomness(template))
 
+    def is_light(self) -> bool:
+        return True
+
     def evaluate(self, ctx):
         return (yield from resolve(self.template))
 
@@ -367,6 +377,9 @@ class ChoiceOp(Operator):
             return 0
         return self.chosen_idx or 0
 
+    def is_light(self) -> bool:
+        return True
+
     def evaluate(self, ctx):
         env = ctx.environment
         if self.choice_name is not None and env and self.choice_name in env:
@@ -391,6 +404,9 @@ class NumericChoiceOp(Operator):
         fields.pop("grid", None)
         object.__setattr__(self, "token", tokenize((choice_id, type(choice).__name__, fields)))
         object.__setattr__(self, "label", f"{type(choice).__name__} {display_name!r}: {choice!r}")
+
+    def is_light(self) -> bool:
+        return True
 
     def evaluate(self, ctx):
         env = ctx.environment
@@ -419,6 +435,9 @@ class ChoiceMatchOp(Operator):
 
     def inputs_read(self, mode: str, inner: bool) -> frozenset[int] | None:
         return None  # the target read depends on the choice's outcome
+
+    def is_light(self) -> bool:
+        return True
 
     def evaluate(self, ctx):
         outcome = yield Need(0)

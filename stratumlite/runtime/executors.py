@@ -80,7 +80,7 @@ import threading
 import traceback
 import uuid
 from collections import OrderedDict
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -418,9 +418,13 @@ _PRELOAD = ("stratumlite.runtime.executors", "stratumlite.runtime.scheduler",
 class ProcessExecutor:
     """Tasks in a local ``ProcessPoolExecutor`` (forkserver), see module docstring.
 
-    ``stats`` counts ``published`` objects and their ``published_bytes``, and
-    ``tasks`` submitted.
+    The workers start in the background as soon as the executor is made;
+    until they are up, one task at a time runs in a thread of this process
+    (``stats["local"]`` counts them). ``stats`` also counts ``published``
+    objects and their ``published_bytes``, and ``tasks`` submitted.
     """
+
+    remote = True  # the scheduler runs glue and cache reads itself
 
     def __init__(self, workers: int):
         from concurrent.futures import ProcessPoolExecutor
@@ -433,7 +437,22 @@ class ProcessExecutor:
         self._dir = _spool_dir()
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         self._shipper = _Shipper(self._store)
-        self.stats = {"tasks": 0, "published": 0, "published_bytes": 0}
+        self.stats = {"tasks": 0, "published": 0, "published_bytes": 0, "local": 0}
+        self._local = ThreadPoolExecutor(1, thread_name_prefix="stratumlite-local")
+        self._local_free = threading.Semaphore(1)
+        # start the workers now, in the background: a worker's first start
+        # (the fork server importing skrub and scikit-learn) takes seconds, which
+        # then overlap with what the caller does before its first task
+        self._warming = threading.Thread(target=self._warm, daemon=True,
+                                         name="stratumlite-warm-workers")
+        self._warming.start()
+
+    def _warm(self) -> None:
+        try:
+            for f in [self._pool.submit(os.getpid) for _ in range(self.workers)]:
+                f.result()
+        except BaseException:  # noqa: BLE001 - a broken pool fails the first real task
+            pass
 
     def _store(self, ref: str, blob: bytes) -> None:
         tmp = self._dir / f".{ref}.{uuid.uuid4().hex[:6]}"
@@ -443,9 +462,16 @@ class ProcessExecutor:
         self.stats["published_bytes"] += len(blob)
 
     def submit(self, fn, *args) -> Future:
+        self.stats["tasks"] += 1
+        if self._warming.is_alive() and self._local_free.acquire(blocking=False):
+            # the workers are still starting: one task at a time runs here, in a
+            # thread (tasks are pure: same result wherever they run)
+            self.stats["local"] += 1
+            fut = self._local.submit(fn, *args)
+            fut.add_done_callback(lambda _: self._local_free.release())
+            return fut
         msg = self._shipper.pack((fn, args))
         wire = _wire_buffers(msg.buffers, self._dir)
-        self.stats["tasks"] += 1
         out: Future = Future()
         try:
             inner = self._pool.submit(_process_entry, self._shipper.namespace,
@@ -466,6 +492,8 @@ class ProcessExecutor:
         return out
 
     def shutdown(self, wait: bool = True) -> None:
+        self._warming.join()
+        self._local.shutdown(wait=wait)
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -522,6 +550,8 @@ def dask_key(fn, args) -> str | None:
 
 class DaskExecutor:
     """Tasks on a Dask cluster (see module docstring)."""
+
+    remote = True  # the scheduler runs glue and cache reads itself
 
     def __init__(self, workers: int, address: str | None = None):
         import logging

@@ -199,6 +199,8 @@ def _restore_thread_limits(saved: dict[str, int]) -> None:
             lib.set_num_threads(wanted)
 
 
+LIGHT_SECONDS = 0.05  # a light task slower than this goes to the workers next time
+
 _BACKGROUND = 1 << 40  # order offset: background tasks sort after every other task
 
 
@@ -282,6 +284,7 @@ class Scheduler:
         self.on_done = on_done
         self.normalize = normalize
         self.records: list[TaskRecord] = []
+        self._heavy: set[str] = set()  # keys of light nodes that were not (_run_here)
 
     # --- task derivation ---------------------------------------------------
     def child(self, task: Task, index: int) -> Task:
@@ -502,15 +505,33 @@ class Scheduler:
             done_q.put((key, outcome, record))
 
         # alone (nothing running, nothing else ready): run in this thread, no
-        # hand-off to a worker
+        # hand-off to a worker; glue with an executor in other processes too
         executor = self.executor if (st.running > 1 or st.ready) else _INLINE
+        here = executor is not _INLINE and self._run_here(task, record.status == "hit")
+        if here:
+            executor = _INLINE
         if record.status == "hit":
             fut = executor.submit(_load_cached, self.cache, key)
         else:
             cache = self.cache if self.cache is not None and self.reusable(task.node) else None
             fut = executor.submit(_with_budget, threads, _run_and_store, cache, task,
                                   inputs, state, threads, self.memo)
+        if here and not fut.exception():
+            outcome = fut.result()
+            if isinstance(outcome, Done) and outcome.seconds > LIGHT_SECONDS:
+                self._heavy.add(task.node.key)
         fut.add_done_callback(deliver)
+
+    def _run_here(self, task: Task, hit: bool) -> bool:
+        """Whether a task runs in the scheduler's process although the executor
+        is elsewhere: a cache hit (its value is wanted here: reading it in a
+        worker would only add a trip back), and light glue
+        (``Operator.is_light``) unless an earlier run of the same node took
+        longer than :data:`LIGHT_SECONDS` (shipping its inputs and its result
+        would cost more than the operator)."""
+        if not getattr(self.executor, "remote", False):
+            return False
+        return hit or (task.node.op.is_light() and task.node.key not in self._heavy)
 
     def _state_for(self, task: Task) -> dict:
         node = task.node

@@ -64,6 +64,8 @@ class Session:
     def __enter__(self) -> Session:
         for hook in self.hooks:
             hook.start(self)
+        if self.config.executor == "processes" and self.config.workers > 1:
+            self.executor  # noqa: B018 - its workers start while the caller prepares
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -23,7 +23,7 @@ travels to a worker: :class:`_Shipper` pickles ``(fn, args)`` with cloudpickle
    data: ``skrub.var("X", df)``) and its bindings (``Binding.env``: the whole
    dataset). Shipping them with every task would send the dataset once per
    task. Instead the pickler replaces every :class:`~stratumlite.plan.Node`
-   and :class:`~.tasks.Binding` by a *reference* (``persistent_id``): the node
+   and :class:`~.tasks.Binding` by a *reference* (``reducer_override``): the node
    key, or the binding key plus its variable names. The object itself is
    published once — a file in the executor's directory (processes) or a
    scattered piece of data (Dask) — and each worker keeps what it loaded in a
@@ -165,17 +165,15 @@ class _Pickler(cloudpickle.Pickler):
         self.root = root
         self.refs: list[str] = []
 
-    def persistent_id(self, obj):
-        if self.shipper is None or obj is self.root:
-            return None
+    def reducer_override(self, obj):
+        # nodes and bindings by reference (in ``reducer_override``, which the C
+        # pickler calls for objects of non-atomic types only; ``persistent_id``
+        # would be called for every string of an object column)
         t = type(obj)
-        if t is Node or t is Binding:
+        if (t is Node or t is Binding) and self.shipper is not None and obj is not self.root:
             ref = self.shipper.publish(obj)
             self.refs.append(ref)
-            return ref
-        return None
-
-    def reducer_override(self, obj):
+            return _referenced, (ref,)
         # exceptions of libraries and user code often cannot be rebuilt from
         # their args (keyword-only __init__): rebuild without __init__, keep
         # __cause__; builtin exceptions pickle as usual
@@ -184,16 +182,15 @@ class _Pickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, file, objects: dict | None = None, buffers=None):
-        super().__init__(file, buffers=buffers)
-        self.objects = objects
+_LOADING = threading.local()  # the objects references resolve to, while loading
 
-    def persistent_load(self, pid):
-        try:
-            return self.objects[pid]
-        except (KeyError, TypeError):
-            raise pickle.UnpicklingError(f"unknown reference {pid!r}") from None
+
+def _referenced(ref: str):
+    """Unpickling a reference: the object a worker already loaded."""
+    try:
+        return _LOADING.objects[ref]
+    except (AttributeError, KeyError, TypeError):
+        raise pickle.UnpicklingError(f"unknown reference {ref!r}") from None
 
 
 def _dumps(obj, shipper: _Shipper | None = None, root=None, oob: bool = True):
@@ -205,7 +202,12 @@ def _dumps(obj, shipper: _Shipper | None = None, root=None, oob: bool = True):
 
 
 def _loads(header, buffers=(), objects=None):
-    return _Unpickler(io.BytesIO(header), objects, buffers).load()
+    previous = getattr(_LOADING, "objects", None)
+    _LOADING.objects = objects
+    try:
+        return pickle.loads(header, buffers=buffers)
+    finally:
+        _LOADING.objects = previous
 
 
 class _Shipper:

@@ -197,8 +197,29 @@ def test_pandas_frames_round_trip_exactly(tmp_path_factory, case):
     store = PersistentCache(tmp_path_factory.mktemp("c"))
     out, _ = round_trip(store, "k" * 32, frame)
     assert_identical(out, frame)
-    if expected == "pandas":  # what parquet restores exactly is not pickled
-        assert serialization.choose_format(frame) == "pandas"
+    if expected == "pandas":  # what parquet (or npy) restores exactly is not pickled
+        assert serialization.choose_format(frame) in ("pandas", "pandas-npy")
+
+
+def test_a_numeric_matrix_frame_is_stored_as_npy(store):
+    """A frame of one numeric dtype with a RangeIndex (a model's features) is
+    written as its matrix (no per-column conversion), bits and labels exact."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(50, 4)).astype("float32")
+    values[3, 1] = np.nan
+    frame = pd.DataFrame(values, columns=pd.Index(list("abcd"), name="features"),
+                         index=pd.RangeIndex(10, 110, 2, name="row"))
+    assert serialization.choose_format(frame) == "pandas-npy"
+    out, _ = round_trip(store, "m" * 32, frame)
+    assert_identical(out, frame)
+    # two blocks of one dtype: one matrix too
+    two = pd.concat([frame[["a"]], frame[["b"]]], axis=1)
+    assert serialization.choose_format(two) == "pandas-npy"
+    assert_identical(round_trip(store, "n" * 32, two)[0], two)
+    # mixed dtypes or another index: parquet
+    assert serialization.choose_format(frame.assign(e=1)) == "pandas"
+    listed = frame.set_axis(pd.Index(rng.permutation(50), dtype="int64"), axis=0)
+    assert serialization.choose_format(listed) == "pandas"
 
 
 _ROWS = 3
@@ -293,7 +314,7 @@ def test_other_values_and_state_are_pickled(store):
 
 def test_layout_and_manifest(store):
     key = "ab" + "0" * 30
-    round_trip(store, key, pd.DataFrame({"a": [1.5]}))
+    round_trip(store, key, pd.DataFrame({"a": [1.5], "b": ["x"]}))
     entry = store.directory / "ab" / key
     names = sorted(p.name for p in entry.iterdir())
     assert names == ["manifest.json", "state.pkl", "value.parquet"]

@@ -201,25 +201,33 @@ def test_pandas_frames_round_trip_exactly(tmp_path_factory, case):
         assert serialization.choose_format(frame) in ("pandas", "pandas-npy")
 
 
-def test_a_numeric_matrix_frame_is_stored_as_npy(store):
-    """A frame of one numeric dtype with a RangeIndex (a model's features) is
-    written as its matrix (no per-column conversion), bits and labels exact."""
+def test_a_numeric_frame_is_stored_as_matrices(store):
+    """A frame of numpy numbers with a range or numeric index (a model's
+    features) is written as one matrix per dtype (no per-column conversion),
+    bits, labels, index and column order exact."""
     rng = np.random.default_rng(0)
     values = rng.normal(size=(50, 4)).astype("float32")
     values[3, 1] = np.nan
     frame = pd.DataFrame(values, columns=pd.Index(list("abcd"), name="features"),
                          index=pd.RangeIndex(10, 110, 2, name="row"))
-    assert serialization.choose_format(frame) == "pandas-npy"
-    out, _ = round_trip(store, "m" * 32, frame)
-    assert_identical(out, frame)
-    # two blocks of one dtype: one matrix too
-    two = pd.concat([frame[["a"]], frame[["b"]]], axis=1)
-    assert serialization.choose_format(two) == "pandas-npy"
-    assert_identical(round_trip(store, "n" * 32, two)[0], two)
-    # mixed dtypes or another index: parquet
-    assert serialization.choose_format(frame.assign(e=1)) == "pandas"
-    listed = frame.set_axis(pd.Index(rng.permutation(50), dtype="int64"), axis=0)
-    assert serialization.choose_format(listed) == "pandas"
+    cases = {
+        "one block": frame,
+        "two blocks of one dtype": pd.concat([frame[["a"]], frame[["b"]]], axis=1),
+        "dtypes interleaved": frame.assign(e=np.arange(50), f=True, g=rng.normal(size=50))
+                                   [["e", "a", "f", "b", "g", "c", "d"]],
+        "a fold's rows": frame.set_axis(pd.Index(rng.permutation(50), dtype="int64",
+                                                 name="row"), axis=0),
+        "float index": frame.set_axis(pd.Index(rng.normal(size=50)), axis=0),
+        "no rows": frame.iloc[:0],
+    }
+    for i, (name, case) in enumerate(cases.items()):
+        assert serialization.choose_format(case) == "pandas-npy", name
+        out, _ = round_trip(store, f"{i:032x}", case)
+        assert_identical(out, case)
+    # a text column or a text index: parquet
+    assert serialization.choose_format(frame.assign(e="x")) == "pandas"
+    assert serialization.choose_format(frame.set_axis(pd.Index(
+        [str(i) for i in range(50)]), axis=0)) == "pandas"
 
 
 _ROWS = 3

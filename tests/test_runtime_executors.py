@@ -302,3 +302,36 @@ def test_a_dead_worker_is_an_error_naming_a_node():
     err = info.value
     assert type(err.original).__name__ == "BrokenProcessPool"
     assert err.__cause__ is not err.original  # a copy: the shared one is never re-raised
+
+
+_NO_MAIN_GUARD = """
+import numpy as np, pandas as pd, skrub, stratumlite
+from sklearn.linear_model import Ridge
+
+df = pd.DataFrame({"a": np.arange(30.0), "y": np.arange(30.0) * 2})
+data = skrub.var("data", df)
+pred = data[["a"]].skb.mark_as_X().skb.apply(Ridge(), y=data["y"].skb.mark_as_y())
+stratumlite.cross_validate_many(
+    [pred], cv=3, verbose=0,
+    config=stratumlite.Config(executor="processes", n_workers=2, lineage=False))
+"""
+
+
+def test_a_script_without_main_guard_gets_a_clear_error(tmp_path):
+    """Worker processes import the main module: a script that starts a search
+    at import time (no ``if __name__ == "__main__":``) kills them. The user gets
+    an EvaluationError naming a node and the fix, not a bare BrokenProcessPool
+    raised from the executor (the process pool raised it from ``submit``, out of
+    the scheduler)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_guard.py"
+    script.write_text(_NO_MAIN_GUARD)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    # scikit-learn's cross_validate reports the failed fits with their errors
+    # (a FitFailedWarning and NaN scores; an error when every fit failed)
+    assert "EvaluationError" in result.stderr, result.stderr[-3000:]
+    assert "worker process died while node" in result.stderr
+    assert "a script must start its work under `if __name__ == '__main__':`" in result.stderr

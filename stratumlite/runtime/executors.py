@@ -80,7 +80,7 @@ import threading
 import traceback
 import uuid
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -478,6 +478,10 @@ class ProcessExecutor:
         try:
             inner = self._pool.submit(_process_entry, self._shipper.namespace,
                                       str(self._dir), msg.header, wire, msg.refs)
+        except BrokenExecutor as e:  # the pool died before: this task fails like the others
+            _discard_wire(wire)
+            out.set_exception(e)
+            return out
         except BaseException:
             _discard_wire(wire)
             raise

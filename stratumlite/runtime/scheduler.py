@@ -103,7 +103,9 @@ def _worker_died(task: Task, err: BaseException) -> EvaluationError:
         f"The worker process died while node {node} was running or queued (mode "
         f"{task.mode!r}): killed, out of memory, or a crash in native code "
         f"({type(err).__name__}). Rerun with Config(executor='threads') to see the "
-        "error in this process.", node=node, original=err)
+        "error in this process. If the workers could not start: they import the main "
+        "module, so a script must start its work under "
+        "`if __name__ == '__main__':`.", node=node, original=err)
     new.__cause__ = type(err)(*err.args)
     return new
 

@@ -293,12 +293,17 @@ def test_a_dead_worker_is_an_error_naming_a_node():
     the run with an EvaluationError naming a node, one error object per task,
     not the pool's shared BrokenProcessPool."""
     x = skrub.var("x")
-    outs = [skrub.deferred(_plus)(x, i) for i in range(4)] + [skrub.deferred(_die)(x)]
+    # ``_die`` first: it starts while other tasks are ready, so it goes to a
+    # worker (a task alone in the graph runs in this process, and would end it)
+    outs = [skrub.deferred(_die)(x)] + [skrub.deferred(_plus)(x, i) for i in range(4)]
     total = skrub.deferred(lambda *a: sum(a))(*outs)
     config = stratumlite.Config(executor="processes", n_workers=2, verbose=0)
-    with pytest.raises(stratumlite.errors.EvaluationError,
-                       match=r"worker process died while node <Call '_(plus|die)'>") as info:
-        stratumlite.evaluate(total, {"x": 1.0}, config=config)
+    plan = to_plan(total)
+    with Session(config) as s:
+        s.executor._warming.join()  # until the workers are up, tasks run in this process
+        with pytest.raises(stratumlite.errors.EvaluationError,
+                           match=r"worker process died while node <Call '_(plus|die)'>") as info:
+            s.run([s.request(plan.output, "fit_transform", s.bind({"x": 1.0}))])
     err = info.value
     assert type(err.original).__name__ == "BrokenProcessPool"
     assert err.__cause__ is not err.original  # a copy: the shared one is never re-raised

@@ -144,7 +144,9 @@ def _explain_search(search, format):
     number = {n["key"]: n["id"] for n in data["nodes"]}
     s = stats
     head = (f"search: {s['configurations']} configurations x {s['folds']} folds; "
-            f"fits executed {s['fits_executed']} (a naive search runs {s['fits_naive']})")
+            f"fits executed {s['fits_executed']} (a naive search runs {s['fits_naive']})"
+            + (f", {s['fits_from_cache']} read from the cache" if s.get("fits_from_cache")
+               else ""))
     text = head + "\n" + render_text(data) + "\n" + render_totals(data["totals"], number)
     selection = getattr(search, "operator_selection_", {})
     if selection:

@@ -420,7 +420,8 @@ def _stats(engine, assignments, splits, pre, session, seconds) -> dict:
     background = _background_closure(pre)
     records = [r for r in pre["records"] if r.task.key not in background]
     speculative = [r for r in pre["records"] if r.task.key in background]
-    fits = [r for r in records if r.task.fitting and r.task.node.op.is_estimator()]
+    all_fits = [r for r in records if r.task.fitting and r.task.node.op.is_estimator()]
+    fits = [r for r in all_fits if r.status != "hit"]  # a cache hit loads, not fits
     naive_fits = 0
     naive_tasks = 0
     for assignment in assignments:
@@ -431,6 +432,7 @@ def _stats(engine, assignments, splits, pre, session, seconds) -> dict:
         "configurations": len(assignments),
         "folds": len(splits),
         "fits_executed": len(fits),
+        "fits_from_cache": len(all_fits) - len(fits),
         "fits_naive": naive_fits,
         "tasks_executed": len(records),
         "tasks_requested": pre["tasks_requested"],

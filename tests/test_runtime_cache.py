@@ -547,6 +547,13 @@ def test_warm_rerun_hits(tmp_path):
     statuses = collections.Counter(r.status for r in second.records_)
     assert statuses["hit"] >= 0.8 * len(second.records_), statuses
     assert sum(r.status == "stored" for r in first.records_) >= 6
+    # a fit read from the cache is not a fit executed
+    assert first.stats_["fits_from_cache"] == 0
+    assert second.stats_["fits_from_cache"] >= 6
+    assert second.stats_["fits_executed"] < first.stats_["fits_executed"]
+    computed = sum(1 for r in second.records_ if r.status != "hit" and r.task.fitting
+                   and r.task.node.op.is_estimator())
+    assert second.stats_["fits_executed"] == computed - second.stats_["speculative_fits"]
 
 
 def test_unseeded_randomness_is_never_reused(tmp_path):

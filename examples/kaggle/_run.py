@@ -50,8 +50,9 @@ def run_example(doc: str, make_data_op: Callable, search_kwargs: dict,
     print(f"search wall time ({args.engine}): {elapsed:.1f} s")
     if config is not None:
         stats = search.stats_
+        loaded = stats.get("fits_from_cache", 0)
         print(f"fits executed: {stats['fits_executed']} (a naive search runs "
-              f"{stats['fits_naive']})")
+              f"{stats['fits_naive']})" + (f", {loaded} read from the cache" if loaded else ""))
         print(f"lineage: run {search.run_id_} recorded in {config.lineage_db}; "
               f"inspect it with `stratumlite runs` and "
               f"`stratumlite lineage {search.output_key_[:12]}`")

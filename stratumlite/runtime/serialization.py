@@ -356,18 +356,14 @@ def _write_matrices(arrays: list, f) -> None:
 
 def _read_matrices(data: bytearray, name: str) -> list[np.ndarray]:
     """The matrices :func:`_write_matrices` wrote (views of ``data``, no copy)."""
-    fmt = np.lib.format
     out = []
     view = memoryview(data)
     stream = io.BytesIO(view)
     while stream.tell() < len(data):
-        try:
-            version = fmt.read_magic(stream)
-            if version != (1, 0):
-                raise ValueError(f"version {version}")
-            shape, fortran, dtype = fmt.read_array_header_1_0(stream, max_header_size=2**20)
-        except ValueError as e:
-            raise CorruptFileError(f"{name}: bad matrix header ({e})") from None
+        header = _npy_header(stream, name)
+        if header is None:
+            raise CorruptFileError(f"{name}: bad matrix header (version 3.0)")
+        shape, fortran, dtype = header
         start = stream.tell()
         count = int(np.prod(shape, dtype=np.int64))
         end = start + count * dtype.itemsize
@@ -467,27 +463,35 @@ def _check(path: Path, data: bytes, info: FileInfo | None, verify: bool) -> None
             raise CorruptFileError(f"{path.name}: sha256 does not match the manifest")
 
 
+def _npy_header(f, name: str):
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` header at ``f``'s
+    position (``f`` is left after it); ``None`` for a version 3.0 header."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            return fmt.read_array_header_1_0(f, max_header_size=2**20)
+        if version == (2, 0):
+            return fmt.read_array_header_2_0(f, max_header_size=2**20)
+    except ValueError as e:
+        raise CorruptFileError(f"{name}: bad header ({e})") from None
+    return None
+
+
 def _read_npy(path: Path, info: FileInfo | None, verify: bool) -> np.ndarray:
     """Read an ``.npy`` file into a fresh array (one copy) and check its hash."""
-    fmt = np.lib.format
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if info is not None and verify and size != info.bytes:
             raise CorruptFileError(
                 f"{path.name}: {size} bytes instead of {info.bytes} (truncated?)")
-        try:
-            version = fmt.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = fmt.read_array_header_1_0(f, max_header_size=2**20)
-            elif version == (2, 0):
-                shape, fortran, dtype = fmt.read_array_header_2_0(f, max_header_size=2**20)
-            else:  # 3.0 (utf8 field names): rare, let numpy read it
-                f.seek(0)
-                data = f.read()
-                _check(path, data, info, verify)
-                return np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as e:
-            raise CorruptFileError(f"{path.name}: bad header ({e})") from None
+        header = _npy_header(f, path.name)
+        if header is None:  # 3.0 (utf8 field names): rare, let numpy read it
+            f.seek(0)
+            data = f.read()
+            _check(path, data, info, verify)
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        shape, fortran, dtype = header
         header_len = f.tell()
         count = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if header_len + count != size:

@@ -80,7 +80,8 @@ class Config(BaseModel):
         Memory for results reused *inside* operators (a column transformer fitted
         on the same column by two vectorizers, see ``frontend/column_memo.py``);
         0 or None turns it off. Default 256 MB; with a ``memory_budget``, at
-        most a quarter of the budget.
+        most a quarter of the budget. With ``executor="processes"`` each worker
+        process keeps its own memo with an equal share of it.
     dask_address : str or None
         Address of a running Dask scheduler (executor="dask"); when None a
         LocalCluster is started.

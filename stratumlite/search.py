@@ -56,20 +56,27 @@ from .runtime.tasks import Binding
 _FIT_MODES = ("fit", "fit_transform")
 
 
+def _rows_key(plan: Plan, base: Binding) -> str:
+    """Lineage key of what a search's rows index into: the X and y nodes (and
+    their data, the bound environment)."""
+    xy = [n.key for n in (plan.meta.get("X"), plan.meta.get("y")) if n]
+    return lineage_key("rows-of", "", [base.key, *xy])
+
+
 class SearchEngine:
     """Answers ``PlanPipeline`` evaluations from one session (see module doc)."""
 
-    def __init__(self, data_op, environment: dict, session: Session, X, y):
+    def __init__(self, data_op, environment: dict, session: Session, X, y,
+                 plan: Plan | None = None):
         self.data_op = data_op
-        self.plan = frontend.to_plan(data_op)
+        self.plan = plan if plan is not None else frontend.to_plan(data_op)
         self.environment = environment
         self.session = session
         self.base = session.bind(environment, label="full environment")
         self.X, self.y = X, y
         self.n_rows = _n_rows(X)
         # what the rows index into: the X and y nodes (and their data)
-        xy = [n.key for n in (self.plan.meta.get("X"), self.plan.meta.get("y")) if n]
-        self.rows_of = lineage_key("rows-of", "", [self.base.key, *xy])
+        self.rows_of = _rows_key(self.plan, self.base)
         self._bindings: dict[tuple, Binding] = {}
         self._outputs: dict[tuple, Node] = {}
         self.failed: dict[str, BaseException] = {}
@@ -562,14 +569,25 @@ def cross_validate_many(data_ops, environment: dict | None = None, *, cv=None,
     progress = _Progress(verbose, f"{len(data_ops)} pipelines")
     with Session(config, on_done=progress, kind="cross_validate_many") as session:
         groups = []
+        cv_data: dict[str, tuple] = {}
         for data_op in data_ops:
             data_op = frontend.as_data_op(data_op)
             env = (frontend.fit_environment(data_op) if environment is None
                    else environment)
-            # not cloned here: nothing below mutates the DataOp, and skrub's
-            # X/y evaluation works on its own clone (a clone costs ~25 ms)
-            X, y, splitter = adapter.compute_cv_data(data_op, env, cv)
-            engine = SearchEngine(data_op, env, session, X, y)
+            plan = frontend.to_plan(data_op)
+            # pipelines whose X and y are the same computation on the same data
+            # (same lineage keys) share one evaluation of them; not cloned here:
+            # nothing below mutates the DataOp, and skrub's X/y evaluation works
+            # on its own clone (a clone costs ~25 ms)
+            rows_key = _rows_key(plan, session.bind(env)) \
+                if plan.meta.get("X") is not None else None
+            if rows_key is None or rows_key not in cv_data:
+                X, y, splitter = adapter.compute_cv_data(data_op, env, cv)
+                if rows_key is not None:
+                    cv_data[rows_key] = X, y, splitter
+            else:
+                X, y, splitter = cv_data[rows_key]
+            engine = SearchEngine(data_op, env, session, X, y, plan)
             estimator = adapter.PlanPipeline(data_op, _shared_env(env), adapter.shared(engine))
             cvo = check_cv(splitter if splitter is not None else cv, y,
                            classifier=is_classifier(estimator))

@@ -120,6 +120,24 @@ def test_memo_pickles_to_the_same_process_memo():
     assert a is b and a.id == memo.id and a.max_bytes == 1000
 
 
+def test_worker_processes_share_the_memo_budget(tmp_path):
+    """Each local worker process keeps its own memo: together they stay within
+    ``operator_memo_bytes`` (threads share the one memo of the session)."""
+    from stratumlite.runtime.memo import _PROCESS_MEMOS
+    from stratumlite.runtime.session import Session
+
+    config = stratumlite.Config(state_dir=tmp_path, lineage=False,
+                                operator_memo_bytes=1_000_000)
+    processes = Session(config.replace(executor="processes", n_workers=4))
+    threads = Session(config.replace(executor="threads", n_workers=4))
+    assert processes.memo.max_bytes == threads.memo.max_bytes == 1_000_000
+    in_worker = pickle.loads(pickle.dumps(processes.memo))  # what a worker builds
+    assert in_worker.id == processes.memo.id and in_worker.max_bytes == 250_000
+    _PROCESS_MEMOS.clear()
+    assert pickle.loads(pickle.dumps(threads.memo)).max_bytes == 1_000_000
+    _PROCESS_MEMOS.clear()
+
+
 def test_memo_scope_is_restored():
     memo = OperatorMemo(100)
     with memo_scope(memo):

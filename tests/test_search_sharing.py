@@ -180,6 +180,36 @@ def test_cross_validate_many_fits_shared_preprocessing_once_per_fold():
         np.testing.assert_allclose(table["test_score"], ref["test_score"], rtol=1e-9)
 
 
+def test_cross_validate_many_evaluates_shared_x_and_y_once(monkeypatch):
+    """Pipelines whose X and y are the same computation on the same data share
+    one evaluation of them; other data gets its own (and the same scores)."""
+    from stratumlite.frontend import search_adapter
+
+    calls = []
+    original = search_adapter.compute_cv_data
+
+    def counting(data_op, environment, cv):
+        calls.append(data_op)
+        return original(data_op, environment, cv)
+
+    monkeypatch.setattr(search_adapter, "compute_cv_data", counting)
+    other = frame(seed=1)
+
+    def build(df, model):
+        data = skrub.var("data", df)
+        X = data[["a", "b", "c"]].skb.mark_as_X()
+        y = data["y"].skb.mark_as_y()
+        return X.skb.apply(model, y=y)
+
+    ops = [build(DF, Ridge(alpha=0.1)), build(DF, Ridge(alpha=10.0)),
+           build(DF, Lasso(alpha=0.1)), build(other, Ridge(alpha=0.1))]
+    tables = stratumlite.cross_validate_many(ops, cv=3, verbose=0)
+    assert len(calls) == 2  # DF once for three pipelines, ``other`` once
+    for table, op in zip(tables, ops):
+        expected = op.skb.cross_validate(cv=3)
+        np.testing.assert_allclose(table["test_score"], expected["test_score"], rtol=1e-12)
+
+
 def test_cross_validate_many_does_not_share_different_data():
     """Same code on different data is different work (source fingerprints)."""
     other = frame(seed=1)

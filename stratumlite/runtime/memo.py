@@ -68,13 +68,18 @@ class OperatorMemo:
         Budget for the stored values (their sizes as given to :meth:`put`).
     min_seconds : float
         Values that took less than this to compute are not stored.
+    worker_bytes : int or None
+        Budget of the memo this one becomes in a worker process (each worker
+        keeps its own); default ``max_bytes``. Local worker processes share the
+        machine's memory, so the session gives each a share of the budget.
     """
 
     def __init__(self, max_bytes: int, min_seconds: float = 0.002,
-                 memo_id: str | None = None):
+                 memo_id: str | None = None, worker_bytes: int | None = None):
         if max_bytes < 0:
             raise ValueError(f"OperatorMemo: max_bytes must be >= 0, got {max_bytes}.")
         self.max_bytes = int(max_bytes)
+        self.worker_bytes = self.max_bytes if worker_bytes is None else int(worker_bytes)
         self.min_seconds = float(min_seconds)
         self.id = memo_id or uuid.uuid4().hex
         self._lock = threading.Lock()
@@ -84,7 +89,7 @@ class OperatorMemo:
                       "seconds_saved": 0.0}
 
     def __reduce__(self):
-        return (_process_memo, (self.id, self.max_bytes, self.min_seconds))
+        return (_process_memo, (self.id, self.worker_bytes, self.min_seconds))
 
     def __len__(self) -> int:
         return len(self._entries)

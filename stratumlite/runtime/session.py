@@ -52,7 +52,10 @@ class Session:
         self.run_id: str | None = None
         self.cache = cache if cache is not None else _default_cache(self.config)
         memo_bytes = self.config.memory_split[1]
-        self.memo = OperatorMemo(memo_bytes) if memo_bytes else None
+        # local worker processes each keep a memo: they share the budget
+        share = self.config.workers if self.config.executor == "processes" else 1
+        self.memo = OperatorMemo(memo_bytes, worker_bytes=memo_bytes // share) \
+            if memo_bytes else None
         self.values: dict[str, Any] = values if values is not None else _default_pool(self.config)
         self.states: dict[tuple[str, str], Any] = {}
         self.records: list[TaskRecord] = []

@@ -55,12 +55,30 @@ def sched_delta(start: tuple[float, float]) -> dict:
             "runqueue_wait_seconds": wait - start[1]}
 
 
+def _pss(pid: int) -> int:
+    """Proportional set size of ``pid`` in bytes (Linux), 0 when unreadable.
+
+    RSS counts a page shared by N processes N times; worker processes forked
+    from a server that imported the libraries share those pages, so summed RSS
+    overstates what a process tree occupies. PSS charges each process 1/N.
+    """
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 class MemorySampler:
-    """Peak of the summed RSS of this process and all its descendants."""
+    """Peaks of the summed RSS and PSS of this process and all its descendants."""
 
     def __init__(self, interval: float = 0.1):
         self.interval = interval
         self.peak = 0
+        self.peak_pss = 0
         self.sched: dict[str, tuple[int, int]] = {}  # tid -> (ns on CPU, ns runnable waiting)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -106,12 +124,15 @@ class MemorySampler:
         try:
             me = psutil.Process()
             total = me.memory_info().rss
+            pss = _pss(me.pid)
             for child in me.children(recursive=True):
                 try:
                     total += child.memory_info().rss
+                    pss += _pss(child.pid)
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
+            self.peak_pss = max(self.peak_pss, pss)
         except Exception:  # pragma: no cover - never let sampling break a run
             pass
 
@@ -593,6 +614,7 @@ def main(argv=None) -> dict:
         "peak_rss_children": child_rss,
         "peak_rss": self_rss + child_rss,
         "peak_tree_rss_sampled": sampler.peak,
+        "peak_tree_pss_sampled": sampler.peak_pss or None,
         "pid": os.getpid(),
         "loadavg_end": list(os.getloadavg()),
     })

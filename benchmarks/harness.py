@@ -528,8 +528,9 @@ def search_table(runs: dict[str, list], cores: int) -> str:
     bound = median([r.get("bound_seconds") for r in runs.get("dedup_bound", [])])
     lines = [
         "| system | median wall | min – max | vs dedup bound | CPU s | fits "
-        "| peak RSS (tree, sampled) | peak RSS (self + largest child) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS (tree, sampled) | peak PSS (tree, sampled) "
+        "| peak RSS (self + largest child) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for system, reps in runs.items():
         if not reps:
@@ -551,6 +552,7 @@ def search_table(runs: dict[str, list], cores: int) -> str:
             f"{fmt_s(median([r.get('cpu_seconds') for r in reps]))} | "
             f"{'—' if fits is None else int(fits)} | "
             f"{fmt_mb(median([r.get('peak_tree_rss_sampled') for r in reps]))} | "
+            f"{fmt_mb(median([r.get('peak_tree_pss_sampled') for r in reps]))} | "
             f"{fmt_mb(median([r.get('peak_rss') for r in reps]))} |")
     if "dedup_bound" in runs and runs["dedup_bound"]:
         seq = median([r["wall_seconds"] for r in runs["dedup_bound"]])
@@ -845,8 +847,8 @@ def render_agents(runs: dict, machine: dict, end_load, reps: int, rows, systems,
         else []
     bound = median([r.get("bound_seconds") for r in runs.get("agents_bound", [])])
     lines = ["| system | median wall | min – max | vs bound | CPU s | estimator fits "
-             "| peak RSS (tree) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| peak RSS (tree) | peak PSS (tree) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for system, reps_ in runs.items():
         walls = [r["bound_seconds" if system == "agents_bound" else "wall_seconds"]
                  for r in reps_]
@@ -862,7 +864,8 @@ def render_agents(runs: dict, machine: dict, end_load, reps: int, rows, systems,
                      f"{fmt_s(max(walls))} | {fmt_x(median(vs)) if vs else '—'} | "
                      f"{fmt_s(median([r.get('cpu_seconds') for r in reps_]))} | "
                      f"{'—' if fits is None else int(fits)} | "
-                     f"{fmt_mb(median([r.get('peak_tree_rss_sampled') for r in reps_]))} |")
+                     f"{fmt_mb(median([r.get('peak_tree_rss_sampled') for r in reps_]))} | "
+                     f"{fmt_mb(median([r.get('peak_tree_pss_sampled') for r in reps_]))} |")
     speed = per_rep_ratios(runs, "skrub_agents", "stratumlite_agents")
     med = median(speed)
     md = [f"## Agent batch: 20 separately written pipelines, loans "

@@ -20,6 +20,8 @@ def test_worker_runs_one_system(skrub_tiny):
     r = skrub_tiny
     assert r["system"] == "skrub_n1" and r["example"] == "tiny"
     assert r["wall_seconds"] > 0 and r["peak_rss"] > 0
+    # PSS charges shared pages in part: never above RSS, never zero on Linux
+    assert 0 < r["peak_tree_pss_sampled"] <= r["peak_tree_rss_sampled"]
     keys = [row["key"] for row in r["results"]["rows"]]
     assert len(keys) == 3  # ridge x 2 alphas + lasso
     assert r["results"]["key_columns"] == ["alpha", "model"]

@@ -134,6 +134,14 @@ class Operator:
         executor in other processes runs it in the scheduler's process."""
         return False
 
+    def releases_gil(self, node: Node) -> bool:
+        """True when the operator spends most of its time in native code that
+        releases Python's GIL (a gradient-boosting or linear-algebra fit): two
+        such tasks, or one beside Python-bound work, really run at once on
+        threads. ``node`` is this operator's node (its inputs may carry the
+        estimator)."""
+        return False
+
     def summary(self) -> dict[str, Any]:
         """Parameters to show in explain's JSON form."""
         return {}

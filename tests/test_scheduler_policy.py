@@ -205,3 +205,75 @@ def test_thread_limits_are_restored_after_a_run():
                                      config=stratumlite.Config(n_workers=2, verbose=0))
         after = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
     assert {k: after[k] for k in before} == before
+
+
+class _NativeSleeper(TransformerMixin, BaseEstimator):
+    """Logs its fit like ``_slow``; counted as GIL-releasing by the test."""
+
+    def fit(self, X, y=None):
+        _slow("native", 0.15, 0)
+        return self
+
+    def transform(self, X):
+        return X
+
+
+def test_python_bound_tasks_are_paired_with_gil_releasing_ones(monkeypatch):
+    """On threads, a second Python-bound task waits behind a ready fit that
+    releases the GIL, instead of starting beside the first one."""
+    from stratumlite.frontend import skrub_dataops
+
+    monkeypatch.setattr(skrub_dataops, "_NATIVE_MODULES", (f"{__name__}.",))
+    python_bound = [to_plan(_op(f"py{i}", 0.15)).output for i in range(3)]
+    frame = skrub.var("df")
+    native = to_plan(frame.skb.apply(_NativeSleeper())).output
+    assert native.op.releases_gil(native)
+    assert not python_bound[0].op.releases_gil(python_bound[0])
+    config = stratumlite.Config(executor="threads", n_workers=2, verbose=0, lineage=False)
+    _clear()
+    with Session(config) as s:
+        b = s.bind({"x": 1, "df": pd.DataFrame({"a": [1.0, 2.0]})})
+        tasks = [s.request(n, "transform", b) for n in python_bound]
+        s.run([*tasks, s.request(native, "fit_transform", b)])
+    starts = {tag: float(t) for kind, tag, t in _events() if kind == "start"}
+    assert starts["native"] < starts["py1"] < starts["py2"]
+
+    # sequentially (one worker), priority order alone decides
+    _clear()
+    with Session(config.replace(n_workers=1, executor="sequential")) as s:
+        b = s.bind({"x": 1, "df": pd.DataFrame({"a": [1.0, 2.0]})})
+        s.run([*[s.request(n, "transform", b) for n in python_bound],
+               s.request(native, "fit_transform", b)])
+    starts = {tag: float(t) for kind, tag, t in _events() if kind == "start"}
+    assert starts["py0"] < starts["py1"] < starts["py2"] < starts["native"]
+
+
+def test_native_fits_are_recognised_through_pipelines_and_choices():
+    from lightgbm import LGBMRegressor
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from stratumlite.optimizer.expand_choices import expand_configuration
+
+    X = skrub.var("X").skb.mark_as_X()
+    y = skrub.var("y").skb.mark_as_y()
+
+    def final(estimator):
+        return to_plan(X.skb.apply(estimator, y=y)).output
+
+    for estimator in (Ridge(), HistGradientBoostingRegressor(), LGBMRegressor(),
+                      make_pipeline(StandardScaler(), Ridge())):
+        node = final(estimator)
+        assert node.op.releases_gil(node), estimator
+    for estimator in (skrub.TableVectorizer(), StandardScaler(), _CountingScaler()):
+        node = final(estimator)
+        assert not node.op.releases_gil(node), estimator
+    # a choice of models: known once the configuration is expanded
+    plan = to_plan(X.skb.apply(skrub.choose_from(
+        {"vectorizer": skrub.TableVectorizer(), "ridge": Ridge()}, name="m"), y=y))
+    assert not plan.output.op.releases_gil(plan.output)
+    choice = next(n.op for n in plan.nodes("id") if n.op.kind == "choice")
+    for index, native in ((0, False), (1, True)):
+        node = expand_configuration(plan, {choice.choice_id: index}, "fit")
+        assert node.op.releases_gil(node) is native

@@ -78,6 +78,14 @@ _STATEFUL = {"Apply", "Concat", "FreezeAfterFit"}
 # not estimators
 _LIGHT = {"Var", "Value", "GetItem", "GetAttr", "BinOp", "UnaryOp", "CallMethod",
           "AsTuple", "IfElse", "Match", "EvalMode", "SplitX"}
+# estimators whose fit runs in native code that releases the GIL (see
+# ``Operator.releases_gil``): gradient boosting libraries, scikit-learn's
+# histogram gradient boosting (Cython ``nogil`` histograms and splits), and
+# linear models solved by LAPACK/BLAS or Cython coordinate descent
+_NATIVE_MODULES = ("lightgbm.", "xgboost.", "catboost.",
+                   "sklearn.ensemble._hist_gradient_boosting.",
+                   "sklearn.linear_model._ridge.", "sklearn.linear_model._base.",
+                   "sklearn.linear_model._coordinate_descent.")
 _META_ATTRS = ("name", "uuid", "is_X", "is_y", "description", "_creation_stack", "checked")
 _NON_SEMANTIC_ESTIMATOR = ("n_jobs", "verbose", "verbosity", "num_threads", "nthread")
 
@@ -149,6 +157,15 @@ class SkrubOp(Operator):
 
     def is_light(self) -> bool:
         return self.cls.__name__ in _LIGHT
+
+    def releases_gil(self, node) -> bool:
+        if self.cls is not _data_ops.Apply:
+            return False
+        estimator = _estimator_object(self.templates.get("estimator"), node)
+        while hasattr(estimator, "steps"):  # a Pipeline: its final step dominates
+            estimator = estimator.steps[-1][1] if estimator.steps else None
+        module = type(estimator).__module__ + "." if estimator is not None else ""
+        return module.startswith(_NATIVE_MODULES)
 
     def reads_state_of(self) -> tuple[int, ...]:
         if self.cls is _data_ops.AppliedEstimator:
@@ -468,6 +485,26 @@ def _with_thread_budget(estimator, threads: int):
     estimator = skl_clone(estimator)
     estimator.set_params(n_jobs=threads)
     return estimator
+
+
+def _estimator_object(template: Any, node: Node):
+    """The estimator an ``Apply`` node runs, when the plan holds it (a constant,
+    a choice outcome after expansion), else None."""
+    if type(template) is InputRef:
+        if template.index >= len(node.inputs):
+            return None
+        source = node.inputs[template.index].op
+        if isinstance(source, Const):
+            template = source.value
+        elif isinstance(source, ValueOp):
+            template = source.template
+        elif isinstance(source, SkrubOp) and source.cls is _data_ops.Value:
+            template = source.templates.get("value")
+        else:
+            return None
+    if type(template) is EstimatorTemplate:
+        template = template.estimator
+    return template if isinstance(template, BaseEstimator) else None
 
 
 def _short(obj: Any, width: int = 30) -> str:

@@ -204,6 +204,7 @@ def _restore_thread_limits(saved: dict[str, int]) -> None:
 LIGHT_SECONDS = 0.05  # a light task slower than this goes to the workers next time
 
 _BACKGROUND = 1 << 40  # order offset: background tasks sort after every other task
+GIL_LOOKAHEAD = 32  # ready tasks looked at for one that releases the GIL (_pick)
 
 
 def alone_tasks(tasks: dict, edges: dict[str, list[str]]) -> set[str]:
@@ -254,6 +255,7 @@ class _RunState:
     failed: dict[str, BaseException] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     cached: set[str] = field(default_factory=set)  # tasks to load from the cache
+    holding_gil: set[str] = field(default_factory=set)  # running Python-bound tasks
 
 
 class Scheduler:
@@ -350,6 +352,7 @@ class Scheduler:
                 break
             key, outcome, record = done_q.get()
             st.running -= 1
+            st.holding_gil.discard(key)
             self._complete(st, key, outcome, record)
         results = []
         for r in roots:
@@ -484,8 +487,35 @@ class Scheduler:
         elif not st.waiting[key]:
             heapq.heappush(st.ready, (st.order[key], key))
 
+    def _shares_gil(self) -> bool:
+        """Whether tasks in flight share this process's GIL (threads)."""
+        return not (isinstance(self.executor, SyncExecutor)
+                    or getattr(self.executor, "remote", False)) and self.slots() > 1
+
+    def _holds_gil(self, task: Task) -> bool:
+        """A Python-bound task worth keeping apart: neither glue nor native."""
+        node = task.node
+        return not node.op.is_light() and not node.op.releases_gil(node)
+
+    def _pick(self, st: _RunState) -> str:
+        """The next ready task: the first in priority order, except beside a
+        running Python-bound task on threads, where a second Python-bound task
+        would mostly wait for the GIL: then the first ready task that releases
+        it, among the next ``GIL_LOOKAHEAD`` (background tasks stay last)."""
+        if st.holding_gil and self._shares_gil() \
+                and self._holds_gil(st.tasks[st.ready[0][1]]):
+            for entry in heapq.nsmallest(GIL_LOOKAHEAD, st.ready):
+                if entry[0] >= _BACKGROUND:
+                    break
+                task = st.tasks[entry[1]]
+                if task.fitting and task.node.op.releases_gil(task.node):
+                    st.ready.remove(entry)
+                    heapq.heapify(st.ready)
+                    return entry[1]
+        return heapq.heappop(st.ready)[1]
+
     def _launch(self, st: _RunState, done_q: queue.Queue) -> None:
-        _, key = heapq.heappop(st.ready)
+        key = self._pick(st)
         task = st.tasks[key]
         inputs = {i: self.values[ck] for i, ck in st.inputs[key].items() if ck in self.values}
         state = self._state_for(task)
@@ -515,6 +545,8 @@ class Scheduler:
         if record.status == "hit":
             fut = executor.submit(_load_cached, self.cache, key)
         else:
+            if self._holds_gil(task):
+                st.holding_gil.add(key)
             cache = self.cache if self.cache is not None and self.reusable(task.node) else None
             fut = executor.submit(_with_budget, threads, _run_and_store, cache, task,
                                   inputs, state, threads, self.memo)

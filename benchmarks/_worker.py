@@ -75,10 +75,17 @@ def _pss(pid: int) -> int:
 class MemorySampler:
     """Peaks of the summed RSS and PSS of this process and all its descendants."""
 
+    # PSS every tenth sample: reading ``smaps_rollup`` walks a process's page
+    # tables under its memory-map lock, and at every sample it slowed the
+    # measured run (agent batch, process executor: 13.1-13.4 s without, 14.1-14.2 s
+    # with)
+    PSS_EVERY = 10
+
     def __init__(self, interval: float = 0.1):
         self.interval = interval
         self.peak = 0
         self.peak_pss = 0
+        self._samples = 0
         self.sched: dict[str, tuple[int, int]] = {}  # tid -> (ns on CPU, ns runnable waiting)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -122,13 +129,16 @@ class MemorySampler:
         except ImportError:  # pragma: no cover
             return
         try:
+            with_pss = self._samples % self.PSS_EVERY == 0
+            self._samples += 1
             me = psutil.Process()
             total = me.memory_info().rss
-            pss = _pss(me.pid)
+            pss = _pss(me.pid) if with_pss else 0
             for child in me.children(recursive=True):
                 try:
                     total += child.memory_info().rss
-                    pss += _pss(child.pid)
+                    if with_pss:
+                        pss += _pss(child.pid)
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)

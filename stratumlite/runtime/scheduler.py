@@ -545,7 +545,7 @@ class Scheduler:
         if record.status == "hit":
             fut = executor.submit(_load_cached, self.cache, key)
         else:
-            if self._holds_gil(task):
+            if self._shares_gil() and self._holds_gil(task):
                 st.holding_gil.add(key)
             cache = self.cache if self.cache is not None and self.reusable(task.node) else None
             fut = executor.submit(_with_budget, threads, _run_and_store, cache, task,

@@ -130,6 +130,39 @@ def test_large_buffers_round_trip_exactly(executor):
     pd.testing.assert_frame_equal(out_df, df, check_exact=True)
 
 
+@pytest.mark.parametrize("kind", ["processes", "dask"])
+def test_values_are_unpickled_by_the_thread_that_asks_for_them(kind, request):
+    """Not by the executor's callback thread: unpickling a LightGBM model starts
+    an OpenMP team in the loading thread, and a second team slows every later
+    OpenMP fit in the process (runtime/budget.py). The scheduler asks from its
+    own thread."""
+
+    def _loaded():  # cloudpickled by value: the worker need not import this module
+        return ("loaded in", threading.get_ident())
+
+    class Marker:
+        def __reduce__(self):
+            return (_loaded, ())
+
+    address = request.getfixturevalue("dask_address") if kind == "dask" else None
+    executor = make_executor(kind, CORES, stratumlite.Config(dask_address=address))
+    request.addfinalizer(executor.shutdown)
+    if kind == "processes":
+        executor.wait_started()  # else the call runs here, in a thread: no pickling
+    fut = executor.submit(lambda: Marker())
+    seen = []
+    fut.add_done_callback(lambda f: seen.append(threading.get_ident()))
+    assert fut.exception(timeout=120) is None
+    asker = {}
+    t = threading.Thread(target=lambda: asker.update(value=fut.result(),
+                                                     ident=threading.get_ident()))
+    t.start()
+    t.join(timeout=120)
+    assert asker["value"] == ("loaded in", asker["ident"])
+    assert seen and seen[0] != asker["ident"]  # the callback ran elsewhere
+    assert fut.result() == asker["value"]  # loaded once, then kept
+
+
 def test_evaluation_errors_are_the_same_as_in_process(config):
     @skrub.deferred
     def fails(x):

@@ -91,7 +91,7 @@ from ..errors import StratumliteError
 from ..plan import Node, topological_order
 from .tasks import Binding, Task
 
-__all__ = ["DaskExecutor", "ProcessExecutor", "make_external_executor"]
+__all__ = ["DaskExecutor", "ProcessExecutor", "ResultFuture", "make_external_executor"]
 
 #: Buffers of at least this many bytes travel through files (process pool).
 FILE_THRESHOLD = 1 << 20
@@ -308,16 +308,20 @@ def _call(fn, args):
 
 
 def _pack_result(result, write_file=None):
-    """Pickle a worker's result; buffers over the threshold go through files."""
+    """Pickle a worker's ``(kind, obj)`` result; buffers over the threshold go
+    through files. Returns ``(kind, header, wire)``: the kind travels outside
+    the pickle so that the parent tells an error without unpickling a value."""
+    kind = result[0]
     try:
         header, buffers, _ = _dumps(result)
     except Exception as e:  # noqa: BLE001 - unpicklable result or error
-        kind, obj = result
+        obj = result[1]
         text = "".join(traceback.format_exception(obj)) if kind == "error" else repr(obj)
+        kind = "error"
         header, buffers, _ = _dumps(("error", StratumliteError(
             f"The result of a task could not be sent back from the worker "
             f"({type(e).__name__}: {e}):\n{text}")))
-    return header, _wire_buffers(buffers, write_file)
+    return kind, header, _wire_buffers(buffers, write_file)
 
 
 def _unpack_result(header, wire) -> Any:
@@ -325,6 +329,48 @@ def _unpack_result(header, wire) -> Any:
     if kind == "error":
         raise obj
     return obj
+
+
+class ResultFuture(Future):
+    """A future whose value arrives pickled and is unpickled by the first
+    thread that asks for it (``result()``), not by the executor's callback thread.
+
+    The scheduler asks from its own thread. Unpickling can run native code that
+    starts threads: a LightGBM model starts an OpenMP team in the thread that
+    loads it, and GNU OpenMP slows every team down once it manages more threads
+    than there are cores (see :mod:`.budget`). Errors are unpickled at once
+    (:meth:`set_packed` with ``kind="error"``), so ``exception()`` and
+    callbacks see them as usual.
+    """
+
+    _UNSET = object()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._load_lock = threading.Lock()
+        self._loaded: Any = self._UNSET
+        self._load_error: BaseException | None = None
+
+    def set_packed(self, kind: str, header: bytes, wire: list) -> None:
+        if kind == "error":
+            try:
+                _unpack_result(header, wire)
+            except BaseException as e:  # noqa: BLE001 - the remote error
+                self.set_exception(e)
+            return
+        self.set_result((header, wire))
+
+    def result(self, timeout: float | None = None) -> Any:
+        packed = super().result(timeout)
+        with self._load_lock:
+            if self._loaded is self._UNSET and self._load_error is None:
+                try:
+                    self._loaded = _unpack_result(*packed)
+                except BaseException as e:  # noqa: BLE001 - raised to every caller
+                    self._load_error = e
+            if self._load_error is not None:
+                raise self._load_error
+            return self._loaded
 
 
 # --------------------------------------------------------------------------
@@ -456,6 +502,11 @@ class ProcessExecutor:
         except BaseException:  # noqa: BLE001 - a broken pool fails the first real task
             pass
 
+    def wait_started(self) -> None:
+        """Block until the worker processes are up (tasks submitted before run
+        here, one at a time, see the class docstring)."""
+        self._warming.join()
+
     def _store(self, ref: str, blob: bytes) -> None:
         tmp = self._dir / f".{ref}.{uuid.uuid4().hex[:6]}"
         tmp.write_bytes(blob)
@@ -474,7 +525,7 @@ class ProcessExecutor:
             return fut
         msg = self._shipper.pack((fn, args))
         wire = _wire_buffers(msg.buffers, self._dir)
-        out: Future = Future()
+        out = ResultFuture()
         try:
             inner = self._pool.submit(_process_entry, self._shipper.namespace,
                                       str(self._dir), msg.header, wire, msg.refs)
@@ -488,8 +539,7 @@ class ProcessExecutor:
 
         def done(f: Future) -> None:
             try:
-                header, result_wire = f.result()
-                out.set_result(_unpack_result(header, result_wire))
+                out.set_packed(*f.result())
             except BaseException as e:  # noqa: BLE001 - delivered through the future
                 _discard_wire(wire)  # the worker never read them (it died)
                 out.set_exception(e)
@@ -519,9 +569,9 @@ def _pack_dask_result(result):
     try:
         header, buffers, _ = _dumps(result)
     except Exception:  # noqa: BLE001 - let _pack_result build the error
-        header, wire = _pack_result(result)
-        return header, [item[1] for item in wire]
-    return header, [b.raw() for b in buffers]  # Dask sends memoryviews as frames
+        kind, header, wire = _pack_result(result)
+        return kind, header, [item[1] for item in wire]
+    return result[0], header, [b.raw() for b in buffers]  # Dask sends memoryviews as frames
 
 
 def dask_key(fn, args) -> str | None:
@@ -602,12 +652,12 @@ class DaskExecutor:
             dfut = self.client.submit(_dask_entry, self._shipper.namespace, msg.header,
                                       buffers, blobs, **kwargs)
             self._pending.setdefault(dfut.key, dfut)
-        out: Future = Future()
+        out = ResultFuture()
 
         def done(f) -> None:
             try:
-                header, raw = f.result()
-                out.set_result(_unpack_result(header, [("b", b) for b in raw]))
+                kind, header, raw = f.result()
+                out.set_packed(kind, header, [("b", b) for b in raw])
             except BaseException as e:  # noqa: BLE001 - delivered through the future
                 out.set_exception(e)
             finally:

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import EvaluationError, StratumliteError
+from .budget import _restore_thread_limits, _saved_thread_limits, _with_budget
 from .memo import OperatorMemo
 from .tasks import Binding, Done, Missing, Task, normalize_mode, run_task
 
@@ -140,65 +141,6 @@ class SyncExecutor:
 
     def shutdown(self, wait: bool = True) -> None:
         pass
-
-
-_controller_cache: dict[int, Any] = {}
-
-
-def _threadpool_controller():
-    """threadpoolctl's controller, rescanned only when new modules were loaded
-    (a scan costs milliseconds; applying a limit with it, microseconds)."""
-    import sys
-
-    from threadpoolctl import ThreadpoolController
-
-    n = len(sys.modules)
-    controller = _controller_cache.get(n)
-    if controller is None:
-        _controller_cache.clear()
-        controller = _controller_cache[n] = ThreadpoolController()
-    return controller
-
-
-def _with_budget(threads: int, fn, *args):
-    """Run ``fn`` with BLAS/OpenMP and numba limited to ``threads`` threads."""
-    numba_set = None
-    try:
-        import numba
-
-        previous = numba.get_num_threads()
-        wanted = min(threads, numba.config.NUMBA_NUM_THREADS)
-        if wanted != previous:
-            numba_set = numba.set_num_threads
-            numba_set(wanted)
-    except Exception:  # pragma: no cover - numba not usable
-        numba_set = None
-    try:
-        # Set, not restored after the task: BLAS pools are process-wide, and a
-        # task restoring "its" previous value would change the budget of a task
-        # still running beside it. Tasks that can run side by side all have the
-        # same budget (see the module docstring), so whichever sets it last sets
-        # the right value; ``Scheduler.run`` restores the originals at the end.
-        for lib in _threadpool_controller().lib_controllers:
-            if lib.num_threads != threads:
-                lib.set_num_threads(threads)
-        return fn(*args)
-    finally:
-        if numba_set is not None:
-            numba_set(previous)
-
-
-def _saved_thread_limits() -> dict[str, int]:
-    return {lib.filepath: lib.num_threads for lib in _threadpool_controller().lib_controllers}
-
-
-def _restore_thread_limits(saved: dict[str, int]) -> None:
-    """Put back what :func:`_saved_thread_limits` saw (libraries loaded since
-    then get the machine's cores, their usual default)."""
-    for lib in _threadpool_controller().lib_controllers:
-        wanted = saved.get(lib.filepath, os.cpu_count() or 1)
-        if lib.num_threads != wanted:
-            lib.set_num_threads(wanted)
 
 
 LIGHT_SECONDS = 0.05  # a light task slower than this goes to the workers next time
@@ -350,7 +292,13 @@ class Scheduler:
                 self._launch(st, done_q)
             if not st.running:
                 break
-            key, outcome, record = done_q.get()
+            key, fut, record = done_q.get()
+            try:
+                outcome = fut.result()
+            except BrokenExecutor as e:
+                outcome = _worker_died(st.tasks[key], e)
+            except BaseException as e:  # noqa: BLE001
+                outcome = e
             st.running -= 1
             st.holding_gil.discard(key)
             self._complete(st, key, outcome, record)
@@ -528,13 +476,9 @@ class Scheduler:
 
         def deliver(fut: Future, key=key, record=record):
             record.end = time.perf_counter()
-            try:
-                outcome = fut.result()
-            except BrokenExecutor as e:
-                outcome = _worker_died(st.tasks[key], e)
-            except BaseException as e:  # noqa: BLE001
-                outcome = e
-            done_q.put((key, outcome, record))
+            # the value is taken in the scheduler's thread (_run_loop): an
+            # executor that sends values pickled has them unpickled there
+            done_q.put((key, fut, record))
 
         # alone (nothing running, nothing else ready): run in this thread, no
         # hand-off to a worker; glue with an executor in other processes too
@@ -543,7 +487,8 @@ class Scheduler:
         if here:
             executor = _INLINE
         if record.status == "hit":
-            fut = executor.submit(_load_cached, self.cache, key)
+            # under the budget too: unpickling a model can start an OpenMP team
+            fut = executor.submit(_with_budget, threads, _load_cached, self.cache, key)
         else:
             if self._shares_gil() and self._holds_gil(task):
                 st.holding_gil.add(key)

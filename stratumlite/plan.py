@@ -136,10 +136,12 @@ class Operator:
 
     def releases_gil(self, node: Node) -> bool:
         """True when the operator spends most of its time in native code that
-        releases Python's GIL (a gradient-boosting or linear-algebra fit): two
-        such tasks, or one beside Python-bound work, really run at once on
-        threads. ``node`` is this operator's node (its inputs may carry the
-        estimator)."""
+        releases Python's GIL for long stretches (a LightGBM or linear-algebra
+        fit): two such tasks, or one beside Python-bound work, really run at
+        once on threads. False for code that takes the GIL back often, even if
+        most of its time is native (scikit-learn's HistGradientBoosting): beside
+        a Python-bound task it waits for the GIL at every hand-back. ``node`` is
+        this operator's node (its inputs may carry the estimator)."""
         return False
 
     def summary(self) -> dict[str, Any]:

@@ -467,8 +467,8 @@ class ProcessExecutor:
     """Tasks in a local ``ProcessPoolExecutor`` (forkserver), see module docstring.
 
     The workers start in the background as soon as the executor is made;
-    until they are up, tasks run in threads of this process, at most one per
-    worker (``stats["local"]`` counts them). ``stats`` also counts ``published``
+    until they are up, one task at a time runs in a thread of this process
+    (``stats["local"]`` counts them). ``stats`` also counts ``published``
     objects and their ``published_bytes``, and ``tasks`` submitted.
     """
 
@@ -486,8 +486,8 @@ class ProcessExecutor:
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         self._shipper = _Shipper(self._store)
         self.stats = {"tasks": 0, "published": 0, "published_bytes": 0, "local": 0}
-        self._local = ThreadPoolExecutor(workers, thread_name_prefix="stratumlite-local")
-        self._local_free = threading.Semaphore(workers)
+        self._local = ThreadPoolExecutor(1, thread_name_prefix="stratumlite-local")
+        self._local_free = threading.Semaphore(1)
         # start the workers now, in the background: a worker's first start
         # (the fork server importing skrub and scikit-learn) takes seconds, which
         # then overlap with what the caller does before its first task
@@ -504,7 +504,7 @@ class ProcessExecutor:
 
     def wait_started(self) -> None:
         """Block until the worker processes are up (tasks submitted before run
-        here, in threads, see the class docstring)."""
+        here, one at a time, see the class docstring)."""
         self._warming.join()
 
     def _store(self, ref: str, blob: bytes) -> None:
@@ -517,8 +517,8 @@ class ProcessExecutor:
     def submit(self, fn, *args) -> Future:
         self.stats["tasks"] += 1
         if self._warming.is_alive() and self._local_free.acquire(blocking=False):
-            # the workers are still starting: the task runs here, in a thread,
-            # one per worker at most (tasks are pure: same result wherever they run)
+            # the workers are still starting: one task at a time runs here, in a
+            # thread (tasks are pure: same result wherever they run)
             self.stats["local"] += 1
             fut = self._local.submit(fn, *args)
             fut.add_done_callback(lambda _: self._local_free.release())

@@ -423,3 +423,32 @@ def test_lineage_key_depends_on_every_part():
 )
 def test_lineage_key_fields_are_delimited(a, b):
     assert lineage_key(a[0], a[1], []) != lineage_key(b[0], b[1], [])
+
+
+def test_a_batch_of_conversions_fingerprints_a_shared_frame_once(monkeypatch):
+    """``to_plan(..., fingerprints=)``: pipelines that each wrap the same data frame
+    in their own ``skrub.var`` (an agent's batch) fingerprint it once; the keys
+    are those of separate conversions, and an equal copy is fingerprinted anew."""
+    from stratumlite.frontend import skrub_dataops
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=50), "y": rng.normal(size=50)})
+    seen = []
+    real = skrub_dataops.fingerprint
+    monkeypatch.setattr(skrub_dataops, "fingerprint", lambda v: seen.append(v) or real(v))
+
+    def pipeline(frame, alpha):
+        data = skrub.var("data", frame)
+        X = data[["a"]].skb.mark_as_X()
+        return X.skb.apply(Ridge(alpha=alpha), y=data["y"].skb.mark_as_y())
+
+    ops = [pipeline(df, alpha) for alpha in (0.1, 1.0, 10.0)]
+    copy_op = pipeline(df.copy(), 1.0)
+    cache: dict = {}
+    shared = [to_plan(op, fingerprints=cache).output.key for op in [*ops, copy_op]]
+    assert sum(v is df for v in seen) == 1
+    assert len(seen) == 2  # df once, its copy once
+    seen.clear()
+    assert shared == [to_plan(op).output.key for op in [*ops, copy_op]]
+    assert len(seen) == 4  # without the shared dict: once per conversion
+    assert shared[1] == shared[3]  # equal content, equal key

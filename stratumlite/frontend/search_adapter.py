@@ -228,7 +228,8 @@ def response_methods(scoring, estimator, data_op) -> set[str]:
     from sklearn.metrics import check_scoring
 
     specs = []
-    score_node = find_scoring_node(data_op)
+    # a graph walk (~10 ms on a 20-node pipeline): only when no scoring is given
+    score_node = find_scoring_node(data_op) if scoring is None else None
     if scoring is None and score_node is not None:
         try:
             infos = _evaluation.evaluate(score_node._skrub_impl.scorers, mode="fit_transform",

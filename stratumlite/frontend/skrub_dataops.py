@@ -629,8 +629,12 @@ def _scan_params(est, out, memo) -> bool:
 
 
 class _Converter:
-    def __init__(self, root):
+    def __init__(self, root, fingerprints: dict | None = None):
         self.root = root
+        # id(source value) -> (value, fingerprint): shared by the conversions of
+        # one batch (``to_plan(..., fingerprints=)``); holding the value keeps
+        # its id from being reused while the cache lives
+        self.fingerprints = fingerprints if fingerprints is not None else {}
         self.nodes: dict[int, Node] = {}  # id(DataOp | choice | match) -> Node
         self.scan_memo: dict[int, bool] = {}
         self._keep_alive: list = []
@@ -761,23 +765,38 @@ class _Converter:
         return Node(SkrubOp(impl, templates, token, label), tuple(inputs), name=impl.name)
 
     def token(self, impl, templates) -> str:
-        return node_token(type(impl), impl.is_X, impl.is_y, impl.name, templates)
+        return node_token(type(impl), impl.is_X, impl.is_y, impl.name, templates,
+                          self.fingerprints)
 
 
-def node_token(cls, is_X, is_y, name, templates) -> str:
-    """The canonical token of a skrub node: class, flags, name, field templates."""
+def node_token(cls, is_X, is_y, name, templates, fingerprints: dict | None = None) -> str:
+    """The canonical token of a skrub node: class, flags, name, field templates.
+
+    ``fingerprints`` (id -> (value, digest)) reuses a source value's
+    fingerprint when the same object was already fingerprinted."""
     # The name is part of the key: a named node can be overridden by the
     # environment ({name: value}), so two equal computations with different
     # names are not interchangeable.
     flags = (bool(is_X), bool(is_y), name)
     if cls is _data_ops.Var:
         value = templates["value"]
-        data = None if value is NULL else fingerprint(value)
+        data = None if value is NULL else _fingerprint_once(value, fingerprints)
         return tokenize(("Var", templates["name"], templates["becomes_default"], data))
     form = {k: token_form(v) for k, v in templates.items()}
     if cls is _data_ops.Call:
         form["func"] = _call_func_token_form(form)
     return tokenize((cls.__module__, cls.__qualname__, flags, form))
+
+
+def _fingerprint_once(value, fingerprints: dict | None) -> str:
+    if fingerprints is None:
+        return fingerprint(value)
+    hit = fingerprints.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    digest = fingerprint(value)
+    fingerprints[id(value)] = (value, digest)
+    return digest
 
 
 def _call_func_token_form(form: dict):
@@ -807,8 +826,13 @@ def _call_func_token_form(form: dict):
     return rebuilt
 
 
-def to_plan(data_op) -> Plan:
+def to_plan(data_op, *, fingerprints: dict | None = None) -> Plan:
     """Convert a skrub DataOp (or anything ``skrub.as_data_op`` accepts) to a plan.
+
+    ``fingerprints``: a dict shared by the conversions of a batch of DataOps
+    (``cross_validate_many``), so that a data frame every pipeline reads through
+    its own ``skrub.var`` is fingerprinted once. Only share it while nothing can
+    modify the data in place (between the conversions of one call).
 
     >>> import skrub
     >>> from stratumlite.frontend import to_plan
@@ -819,7 +843,7 @@ def to_plan(data_op) -> Plan:
     """
     if not isinstance(data_op, DataOp):
         data_op = skrub.as_data_op(data_op)
-    converter = _Converter(data_op)
+    converter = _Converter(data_op, fingerprints)
     output = converter.run()
     plan = Plan((output,))
     nodes = plan.nodes()

@@ -1310,6 +1310,28 @@ def fingerprint(data: Any) -> str:
     return tokenize(data)
 
 
+def fingerprint_once(data: Any, memo: dict | None) -> str:
+    """:func:`fingerprint`, reused when the same object was fingerprinted before.
+
+    ``memo`` maps ``id(obj)`` to ``(obj, digest)``; holding the object keeps its
+    id from being reused while the memo lives. Only for objects nothing modifies
+    in place while the memo lives (a session's source values).
+
+    >>> import pandas as pd
+    >>> memo, df = {}, pd.DataFrame({"a": [1, 2]})
+    >>> fingerprint_once(df, memo) == fingerprint(df) and len(memo) == 1
+    True
+    """
+    if memo is None:
+        return fingerprint(data)
+    hit = memo.get(id(data))
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    digest = fingerprint(data)
+    memo[id(data)] = (data, digest)
+    return digest
+
+
 def _is_instance(obj: Any, module: str, name: str) -> bool:
     lib = sys.modules.get(module)
     cls = getattr(lib, name, None) if lib is not None else None

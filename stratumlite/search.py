@@ -570,12 +570,13 @@ def cross_validate_many(data_ops, environment: dict | None = None, *, cv=None,
     with Session(config, on_done=progress, kind="cross_validate_many") as session:
         groups = []
         cv_data: dict[str, tuple] = {}
-        fingerprints: dict = {}  # the shared data frame is fingerprinted once
         for data_op in data_ops:
             data_op = frontend.as_data_op(data_op)
             env = (frontend.fit_environment(data_op) if environment is None
                    else environment)
-            plan = frontend.to_plan(data_op, fingerprints=fingerprints)
+            # the data frame every pipeline wraps in its own skrub.var is
+            # fingerprinted once, for the plans and the bindings alike
+            plan = frontend.to_plan(data_op, fingerprints=session.fingerprints)
             # pipelines whose X and y are the same computation on the same data
             # (same lineage keys) share one evaluation of them; not cloned here:
             # nothing below mutates the DataOp, and skrub's X/y evaluation works

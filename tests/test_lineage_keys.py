@@ -429,13 +429,13 @@ def test_a_batch_of_conversions_fingerprints_a_shared_frame_once(monkeypatch):
     """``to_plan(..., fingerprints=)``: pipelines that each wrap the same data frame
     in their own ``skrub.var`` (an agent's batch) fingerprint it once; the keys
     are those of separate conversions, and an equal copy is fingerprinted anew."""
-    from stratumlite.frontend import skrub_dataops
+    from stratumlite import canonical
 
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"a": rng.normal(size=50), "y": rng.normal(size=50)})
     seen = []
-    real = skrub_dataops.fingerprint
-    monkeypatch.setattr(skrub_dataops, "fingerprint", lambda v: seen.append(v) or real(v))
+    real = canonical.fingerprint
+    monkeypatch.setattr(canonical, "fingerprint", lambda v: seen.append(v) or real(v))
 
     def pipeline(frame, alpha):
         data = skrub.var("data", frame)

@@ -36,7 +36,7 @@ import skrub
 from sklearn.base import BaseEstimator
 from sklearn.base import clone as skl_clone
 
-from ..canonical import fingerprint, tokenize
+from ..canonical import fingerprint_once, tokenize
 from ..errors import MissingVariableError, NotFittedError, PlanError, UnsupportedVersionError
 from ..plan import Const, Need, Node, Operator, Plan
 from .templates import (
@@ -780,23 +780,12 @@ def node_token(cls, is_X, is_y, name, templates, fingerprints: dict | None = Non
     flags = (bool(is_X), bool(is_y), name)
     if cls is _data_ops.Var:
         value = templates["value"]
-        data = None if value is NULL else _fingerprint_once(value, fingerprints)
+        data = None if value is NULL else fingerprint_once(value, fingerprints)
         return tokenize(("Var", templates["name"], templates["becomes_default"], data))
     form = {k: token_form(v) for k, v in templates.items()}
     if cls is _data_ops.Call:
         form["func"] = _call_func_token_form(form)
     return tokenize((cls.__module__, cls.__qualname__, flags, form))
-
-
-def _fingerprint_once(value, fingerprints: dict | None) -> str:
-    if fingerprints is None:
-        return fingerprint(value)
-    hit = fingerprints.get(id(value))
-    if hit is not None and hit[0] is value:
-        return hit[1]
-    digest = fingerprint(value)
-    fingerprints[id(value)] = (value, digest)
-    return digest
 
 
 def _call_func_token_form(form: dict):

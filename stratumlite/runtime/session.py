@@ -60,7 +60,9 @@ class Session:
         self.states: dict[tuple[str, str], Any] = {}
         self.records: list[TaskRecord] = []
         self.on_done = on_done
-        self._env_memo: dict[int, tuple[Any, str]] = {}
+        # source values fingerprinted in this session (``canonical.fingerprint_once``):
+        # environments bound and plans converted share it
+        self.fingerprints: dict[int, tuple[Any, str]] = {}
         self._executor = None
 
     # --- lifecycle -----------------------------------------------------------
@@ -101,7 +103,7 @@ class Session:
     def bind(self, environment: dict, label: str = "", key: str | None = None) -> Binding:
         """Bind an environment: its key is made from its values' fingerprints."""
         if key is None:
-            key = environment_key(environment, self._env_memo)
+            key = environment_key(environment, self.fingerprints)
         return Binding(environment, key, label)
 
     def request(self, node: Node, mode: str, binding: Binding,

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..canonical import fingerprint, tokenize
+from ..canonical import fingerprint_once, tokenize
 from ..errors import EvaluationError, StratumliteError
 from ..plan import EvalContext, Need, Node, lineage_key, normalize_mode  # noqa: F401
 from .memo import OperatorMemo, memo_scope
@@ -61,15 +61,7 @@ def environment_key(env: dict, memo: dict | None = None) -> str:
     """Lineage key of an environment: the fingerprints of its values."""
     parts = []
     for name in sorted(env, key=repr):
-        value = env[name]
-        ident = id(value)
-        if memo is not None and ident in memo and memo[ident][0] is value:
-            fp = memo[ident][1]
-        else:
-            fp = fingerprint(value)
-            if memo is not None:
-                memo[ident] = (value, fp)
-        parts.append(tokenize(name) + ":" + fp)
+        parts.append(tokenize(name) + ":" + fingerprint_once(env[name], memo))
     return lineage_key("environment", "", parts)
 
 

@@ -216,3 +216,57 @@ def test_no_memo_outside_a_stratumlite_task():
     vectorizer().fit(df)
     vectorizer().fit(df)
     assert len(logged_fits()) == 2
+
+
+def test_tables_that_differ_only_in_their_index_share_columns():
+    """A merge numbers rows afresh: the same fold's columns before and after a
+    join differ in their pandas index only. They are fitted once; each table
+    gets outputs carrying its own index, equal to skrub's."""
+    df = frame().drop(columns="target").iloc[::2]  # row labels 0, 2, 4, ...
+    renumbered = df.reset_index(drop=True)
+    expected = [vectorizer().fit(t).transform(t) for t in (df, renumbered)]
+    memo = OperatorMemo(10_000_000, min_seconds=0.0)
+    clear_fits()
+    with memo_scope(memo):
+        got = []
+        for t in (df, renumbered):
+            tv = vectorizer()
+            tv.fit_transform(t)
+            got.append(tv.transform(t))
+    assert logged_fits() == [len(df)]
+    assert memo.stats["hits"] > 0
+    for exp, out in zip(expected, got):
+        pd.testing.assert_frame_equal(exp, out)
+    assert not got[0].index.equals(got[1].index)
+
+
+def test_joined_variant_reuses_the_plain_variant_columns_per_fold():
+    """Two feature variants, one of them joined to a side table (a left merge
+    resets the index): the shared title column is fitted once per fold, and
+    the cross-validation scores equal skrub's."""
+    df = frame()
+    side = pd.DataFrame({"grade": ["a", "b", "c"], "grade_rank": [1.0, 2.0, 3.0]})
+    ops = []
+    for joined in (False, True):
+        data = skrub.var("data", df)
+        X = data.drop(columns="target").skb.mark_as_X()
+        y = data["target"].skb.mark_as_y()
+        if joined:
+            X = X.merge(skrub.var("side", side), on="grade", how="left")
+        ops.append(X.skb.apply(vectorizer()).skb.apply(Ridge(alpha=10.0), y=y))
+    with_memo, memo_fits = run_many(ops, 256_000_000)
+    _, plain_fits = run_many(ops, 0)
+    assert len(plain_fits) == 6
+    assert len(memo_fits) == 3
+    for op, table in zip(ops, with_memo):
+        expected = op.skb.cross_validate(cv=CV, scoring="r2")["test_score"]
+        np.testing.assert_allclose(table["test_score"], expected, rtol=1e-12)
+
+
+def test_outputs_not_aligned_with_their_column_are_not_memoized():
+    from stratumlite.frontend.column_memo import _aligned
+
+    col = pd.Series([1.0, 2.0, 3.0], index=[5, 6, 7], name="x")
+    assert _aligned([col * 2], col)
+    assert not _aligned([col.reset_index(drop=True)], col)
+    assert not _aligned([col.iloc[:2]], col)

@@ -109,6 +109,14 @@ class PoolMatchesDict(RuleBasedStateMachine):
         over = self.pool.nbytes - self.pool.budget_bytes
         assert over <= 0 or len(self.pool._mem) == 1
 
+    @invariant()
+    def sizes_known_in_memory_and_spilled(self):
+        # the scheduler's memory admission reads sizes of spilled buffers too
+        for key, value in self.model.items():
+            assert self.pool.size_of(key) == estimate_nbytes(value)
+        assert self.pool.nbytes == sum(self.pool.size_of(k) for k in self.pool._mem)
+        assert self.pool.size_of(("absent",)) == 0
+
     def teardown(self):
         self.pool.close()
 

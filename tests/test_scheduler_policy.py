@@ -278,3 +278,61 @@ def test_native_fits_are_recognised_through_pipelines_and_choices():
     for index, native in ((0, False), (1, True)):
         node = expand_configuration(plan, {choice.choice_id: index}, "fit")
         assert node.op.releases_gil(node) is native
+
+
+def _peak_concurrency() -> int:
+    running, peak = 0, 0
+    for kind, _, _t in sorted(_events(), key=lambda e: float(e[2])):
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    return peak
+
+
+def test_memory_budget_holds_back_tasks_that_would_exceed_it(tmp_path):
+    """Four tasks over one 8 MB array, each estimated to need twice its input:
+    under a 30 MB budget only one runs at a time (8 MB held + 16 MB working,
+    a second would make 40 MB); without a budget two run at once. A task
+    larger than the whole budget still runs, alone."""
+    x = np.arange(1_000_000, dtype=np.float64)  # 8 MB
+    nodes = [to_plan(_op(f"t{i}", 0.1)).output for i in range(4)]
+    peaks, values = {}, {}
+    for budget in (None, "30MB", "1MB"):
+        config = stratumlite.Config(executor="threads", n_workers=2, verbose=0,
+                                    memory_budget=budget, state_dir=tmp_path / "state")
+        _clear()
+        with Session(config) as s:
+            b = s.bind({"x": x})
+            values[budget] = s.run([s.request(n, "transform", b) for n in nodes])
+        peaks[budget] = _peak_concurrency()
+    assert peaks == {None: 2, "30MB": 1, "1MB": 1}
+    for budget in ("30MB", "1MB"):
+        for got, expected in zip(values[budget], values[None]):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_a_small_task_may_start_beside_a_large_one_under_the_budget(tmp_path):
+    """Held back by memory, the scheduler looks further down the ready queue
+    for a task the budget admits: a task on a small input runs beside a large
+    one, two large ones do not run together."""
+    big = np.arange(1_000_000, dtype=np.float64)  # 8 MB: 16 MB working
+    small = np.arange(10, dtype=np.float64)
+    ops = [skrub.deferred(_slow)("big0", 0.3, skrub.var("big")),
+           skrub.deferred(_slow)("big1", 0.3, skrub.var("big")),
+           skrub.deferred(_slow)("small", 0.05, skrub.var("small"))]
+    nodes = [to_plan(op).output for op in ops]
+    config = stratumlite.Config(executor="threads", n_workers=2, verbose=0,
+                                memory_budget="30MB", state_dir=tmp_path)
+    _clear()
+    with Session(config) as s:
+        b = s.bind({"big": big, "small": small})
+        s.run([s.request(n, "transform", b) for n in nodes])
+    spans = {}
+    for kind, tag, t in _events():
+        spans.setdefault(tag, {})[kind] = float(t)
+
+    def overlap(a, b):
+        return spans[a]["start"] < spans[b]["end"] and spans[b]["start"] < spans[a]["end"]
+
+    assert not overlap("big0", "big1")
+    assert overlap("small", "big0") or overlap("small", "big1")
+    assert spans["small"]["end"] < max(spans["big0"]["end"], spans["big1"]["end"])

@@ -15,9 +15,13 @@ look up the memo of the task running in their thread
 (:func:`stratumlite.runtime.memo.current_memo`): outside a stratumlite task, or
 with the memo off (``Config(operator_memo_bytes=0)``), they call skrub's function
 and nothing else. Inside, a call is answered from the memo when the same
-transformer parameters met the same column (name, dtype, values, index) and the
-same ``y``. Transformers with unseeded randomness, parameters that cannot be
-tokenized, or extra keyword arguments are never reused. The fitted column
+transformer parameters met the same column (name, dtype and values: a pandas
+index is not part of the key, the outputs get the asking column's index, see
+``_column_token``) and the same ``y``. Transformers with unseeded randomness,
+parameters that cannot be tokenized, or extra keyword arguments are never
+reused; a kind of piece (a transformer class on a column) that proved cheaper
+than the memo's ``min_seconds`` three times is no longer looked up, as
+fingerprinting its column would cost as much as computing it. The fitted column
 transformers a memo hit returns are the very objects the first fit produced (they
 are only read afterwards), and results are identical to skrub's: the tests
 compare vectorizer outputs and search scores with and without the memo.
@@ -77,6 +81,50 @@ def _nbytes(columns) -> int:
     return sum(estimate_nbytes(col) for col in columns)
 
 
+def _column_token(column) -> str:
+    """Token of a column's name, dtype and values, without its pandas index.
+
+    Tables that share a column often differ in their index alone: a ``merge``
+    numbers its rows afresh, so the joined fold's columns carry ``0..n-1``
+    where the same fold of the table before the join carries its row labels.
+    Per-column transformers ignore the index (outputs are aligned by position),
+    so the memo keys on the values and gives the outputs the asking column's
+    index back (:func:`_reindexed`).
+    """
+    index = getattr(column, "index", None)
+    if index is not None and hasattr(column, "reset_index"):
+        return tokenize(("pandas-values", column.reset_index(drop=True)))
+    return tokenize(column)
+
+
+def _aligned(outputs, column) -> bool:
+    """Whether every output is row-aligned with ``column`` (same length and,
+    for pandas, the same index): only those can be re-indexed on a hit."""
+    index = getattr(column, "index", None)
+    n = len(column)
+    for out in outputs:
+        try:
+            if len(out) != n:
+                return False
+        except TypeError:
+            return False
+        if index is not None:
+            out_index = getattr(out, "index", None)
+            if out_index is None or not out_index.equals(index):
+                return False
+    return True
+
+
+def _reindexed(outputs, column) -> list:
+    """``outputs`` with ``column``'s pandas index (the same objects if it is
+    already theirs; no data is copied)."""
+    index = getattr(column, "index", None)
+    if index is None:
+        return list(outputs)
+    return [out if out.index is index or out.index.equals(index) else out.set_axis(index)
+            for out in outputs]
+
+
 def _memo_fit_transform_column(column, y, columns_to_handle, transformer, allow_reject,
                                kwargs):
     memo = current_memo()
@@ -86,18 +134,24 @@ def _memo_fit_transform_column(column, y, columns_to_handle, transformer, allow_
 
     if sbd.name(column) not in columns_to_handle:
         return sbd.name(column), [column], None
+    kind = ("fit", type(transformer).__name__, sbd.name(column), str(sbd.dtype(column)))
+    if not memo.worth_looking_up(kind):
+        return _ORIGINAL_FIT(column, y, columns_to_handle, transformer, allow_reject, kwargs)
     ttoken = _transformer_token(transformer)
     if ttoken is None:
         return _ORIGINAL_FIT(column, y, columns_to_handle, transformer, allow_reject, kwargs)
-    key = ("fit", ttoken, bool(allow_reject), tokenize(column), _y_token(y))
+    key = ("fit", ttoken, bool(allow_reject), _column_token(column), _y_token(y))
     found, value = memo.get(key)
     if found:
         name, outputs, fitted = value
-        return name, list(outputs), fitted
+        return name, _reindexed(outputs, column), fitted
     start = time.perf_counter()
     name, outputs, fitted = _ORIGINAL_FIT(column, y, columns_to_handle, transformer,
                                           allow_reject, kwargs)
     seconds = time.perf_counter() - start
+    memo.observe(kind, seconds)
+    if not _aligned(outputs, column):
+        return name, outputs, fitted
     if fitted is not None:
         with _FIT_KEYS_LOCK:
             _FIT_KEYS[fitted] = key
@@ -113,13 +167,22 @@ def _memo_transform_column(column, transformer, kwargs):
         fit_key = _FIT_KEYS.get(transformer)
     if fit_key is None:  # not fitted through the memo: no content key for it
         return _ORIGINAL_TRANSFORM(column, transformer, kwargs)
-    key = ("transform", fit_key, tokenize(column))
+    from skrub import _dataframe as sbd
+
+    kind = ("transform", type(transformer).__name__, sbd.name(column),
+            str(sbd.dtype(column)))
+    if not memo.worth_looking_up(kind):
+        return _ORIGINAL_TRANSFORM(column, transformer, kwargs)
+    key = ("transform", fit_key, _column_token(column))
     found, value = memo.get(key)
     if found:
-        return list(value)
+        return _reindexed(value, column)
     start = time.perf_counter()
     outputs = _ORIGINAL_TRANSFORM(column, transformer, kwargs)
-    memo.put(key, tuple(outputs), _nbytes(outputs), time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    memo.observe(kind, seconds)
+    if _aligned(outputs, column):
+        memo.put(key, tuple(outputs), _nbytes(outputs), seconds)
     return outputs
 
 

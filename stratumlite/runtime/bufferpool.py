@@ -31,7 +31,7 @@ short-lived), so results are identical with and without spilling.
 State:
 
 ``_mem``        key -> value, in LRU order (``OrderedDict``)
-``_sizes``      key -> estimated bytes of an in-memory value
+``_sizes``      key -> estimated bytes of a value (in memory or spilled)
 ``_spilled``    key -> (directory, :class:`~.serialization.Written`)
 ``_pinned``     keys that could not be serialized (never spilled again)
 ``nbytes``      total estimated bytes in memory; ``peak_bytes`` its maximum
@@ -159,6 +159,11 @@ class BufferPool(MutableMapping):
                 f"{len(self._spilled)} spilled, budget {self.budget_bytes}>")
 
     # --- reporting & lifecycle ---------------------------------------------------
+    def size_of(self, key) -> int:
+        """Bytes of the value under ``key`` in memory or spilled (0 if absent)."""
+        with self._lock:
+            return self._sizes.get(key, 0)
+
     def is_spilled(self, key) -> bool:
         with self._lock:
             return key in self._spilled
@@ -181,9 +186,10 @@ class BufferPool(MutableMapping):
 
     # --- transitions -------------------------------------------------------------
     def _drop(self, key) -> None:
+        size = self._sizes.pop(key, 0)
         if key in self._mem:
             del self._mem[key]
-            self.nbytes -= self._sizes.pop(key)
+            self.nbytes -= size
         spilled = self._spilled.pop(key, None)
         if spilled is not None:
             shutil.rmtree(spilled[0], ignore_errors=True)
@@ -212,7 +218,7 @@ class BufferPool(MutableMapping):
                 shutil.rmtree(directory, ignore_errors=True)
                 self._pinned.add(key)
                 continue
-            size = self._sizes.pop(key)
+            size = self._sizes[key]  # kept: size_of() a spilled buffer
             del self._mem[key]
             self.nbytes -= size
             self._spilled[key] = (directory, written)

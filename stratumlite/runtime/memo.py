@@ -74,6 +74,10 @@ class OperatorMemo:
         machine's memory, so the session gives each a share of the budget.
     """
 
+    #: a kind of piece is no longer looked up once this many pieces of it
+    #: each took less than ``min_seconds`` (:meth:`worth_looking_up`)
+    CHEAP_AFTER = 3
+
     def __init__(self, max_bytes: int, min_seconds: float = 0.002,
                  memo_id: str | None = None, worker_bytes: int | None = None):
         if max_bytes < 0:
@@ -86,7 +90,9 @@ class OperatorMemo:
         self._entries: dict[Hashable, tuple[Any, int, float]] = {}
         self.bytes = 0
         self.stats = {"hits": 0, "misses": 0, "stored": 0, "evicted": 0,
-                      "seconds_saved": 0.0}
+                      "seconds_saved": 0.0, "skipped": 0}
+        # kind -> pieces seen, all cheaper than min_seconds (-1: one was not)
+        self._cheap: dict[Hashable, int] = {}
 
     def __reduce__(self):
         return (_process_memo, (self.id, self.worker_bytes, self.min_seconds))
@@ -119,6 +125,33 @@ class OperatorMemo:
                 self._evict()
             return key in self._entries
 
+    def worth_looking_up(self, kind: Hashable) -> bool:
+        """Whether a piece of ``kind`` (say, one transformer class on one column)
+        may be in the memo. Pieces are only stored when they cost at least
+        ``min_seconds``; once :attr:`CHEAP_AFTER` pieces of a kind each cost
+        less, looking the next one up (fingerprinting its input) would cost
+        about as much as computing it, and is skipped.
+
+        >>> memo = OperatorMemo(1000, min_seconds=0.01)
+        >>> for _ in range(3):
+        ...     memo.observe("ToFloat", 0.0001)
+        >>> memo.worth_looking_up("ToFloat"), memo.worth_looking_up("MinHash")
+        (False, True)
+        """
+        with self._lock:
+            if self._cheap.get(kind, 0) < self.CHEAP_AFTER:
+                return True
+            self.stats["skipped"] += 1
+            return False
+
+    def observe(self, kind: Hashable, seconds: float) -> None:
+        """Record what computing a piece of ``kind`` cost (see
+        :meth:`worth_looking_up`); one costly piece keeps the kind looked up."""
+        with self._lock:
+            seen = self._cheap.get(kind, 0)
+            if seen >= 0:
+                self._cheap[kind] = seen + 1 if seconds < self.min_seconds else -1
+
     def _evict(self) -> None:
         order = sorted(self._entries, key=lambda k: self._entries[k][2] / self._entries[k][1])
         for k in order:
@@ -131,6 +164,7 @@ class OperatorMemo:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._cheap.clear()
             self.bytes = 0
 
 

@@ -60,8 +60,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import EvaluationError, StratumliteError
+from . import admission
 from .budget import _restore_thread_limits, _saved_thread_limits, _with_budget
 from .memo import OperatorMemo
+from .serialization import estimate_nbytes
 from .tasks import Binding, Done, Missing, Task, normalize_mode, run_task
 
 
@@ -198,6 +200,11 @@ class _RunState:
     done: set[str] = field(default_factory=set)
     cached: set[str] = field(default_factory=set)  # tasks to load from the cache
     holding_gil: set[str] = field(default_factory=set)  # running Python-bound tasks
+    # memory admission (``memory_budget``): bytes of this run's values, working
+    # bytes of the running tasks, tasks held back for memory
+    sizes: dict[str, int] = field(default_factory=dict)
+    working: dict[str, int] = field(default_factory=dict)
+    memory_waits: int = 0
 
 
 class Scheduler:
@@ -213,14 +220,19 @@ class Scheduler:
         Thread budget shared by running tasks.
     on_done : callable(TaskRecord) or None
         Called in the scheduler thread after each task (progress, lineage).
+    memory_budget : int or None
+        Bytes of buffers held plus working memory of running tasks above which
+        no further task starts while another runs (see :mod:`.admission`).
     """
 
     def __init__(self, values: dict, states: dict, executor=None, cores: int | None = None,
                  on_done: Callable[[TaskRecord, Any], None] | None = None,
                  normalize: bool = True, cache: ResultStore | None = None,
-                 memo: OperatorMemo | None = None):
+                 memo: OperatorMemo | None = None, memory_budget: int | None = None):
         self.cache = cache
         self.memo = memo
+        self.memory_budget = memory_budget
+        self.memory_waits = 0  # tasks held back for memory (explain, benchmarks)
         self._reusable: dict[str, bool] = {}
         self._cache_skip: set[str] = set()
         self.values = values
@@ -279,6 +291,7 @@ class Scheduler:
         try:
             return self._run_loop(st, roots, raise_errors)
         finally:
+            self.memory_waits += st.memory_waits
             _restore_thread_limits(saved)
 
     def _run_loop(self, st: _RunState, roots: list[Task], raise_errors: bool) -> list[Any]:
@@ -289,7 +302,8 @@ class Scheduler:
             # priority order, instead of in the executor's FIFO queue (inputs
             # are not shipped or held before a worker is free)
             while st.ready and st.running < slots:
-                self._launch(st, done_q)
+                if not self._launch(st, done_q):
+                    break  # held back for memory until a running task ends
             if not st.running:
                 break
             key, fut, record = done_q.get()
@@ -301,6 +315,7 @@ class Scheduler:
                 outcome = e
             st.running -= 1
             st.holding_gil.discard(key)
+            st.working.pop(key, None)
             self._complete(st, key, outcome, record)
         results = []
         for r in roots:
@@ -462,8 +477,71 @@ class Scheduler:
                     return entry[1]
         return heapq.heappop(st.ready)[1]
 
-    def _launch(self, st: _RunState, done_q: queue.Queue) -> None:
+    # --- memory admission ------------------------------------------------------
+    def _size(self, st: _RunState, key: str) -> int:
+        """Bytes of a computed value (0 when unknown)."""
+        size = st.sizes.get(key)
+        if size is None:
+            size_of = getattr(self.values, "size_of", None)
+            size = size_of(key) if size_of is not None else 0
+        return size
+
+    def _held_bytes(self, st: _RunState) -> int:
+        """Bytes held in memory: the buffer pool's (or this run's values) and
+        the operator memo's."""
+        held = getattr(self.values, "nbytes", None)
+        if held is None:
+            held = sum(st.sizes.get(k, 0) for k in st.done if k in self.values)
+        return held + (self.memo.bytes if self.memo is not None else 0)
+
+    def _released_bytes(self, st: _RunState, key: str) -> int:
+        """Bytes of a value about to be released (arrays and frames only when
+        the run does not track sizes; a spilled buffer is not read back)."""
+        if key in st.sizes:
+            return st.sizes[key]
+        size_of = getattr(self.values, "size_of", None)
+        if size_of is not None:
+            return size_of(key) if not self.values.is_spilled(key) else 0
+        return admission.array_nbytes(self.values[key])
+
+    def _working(self, st: _RunState, key: str) -> int:
+        task = st.tasks[key]
+        inputs = sum(self._size(st, ck) for ck in st.inputs[key].values())
+        return admission.working_bytes(task, inputs)
+
+    def _admit(self, st: _RunState, key: str) -> bool:
+        """Whether ``key`` may start now (always, without a memory budget)."""
+        if self.memory_budget is None:
+            return True
+        need = self._working(st, key)
+        if not admission.admits(self._held_bytes(st), sum(st.working.values()), need,
+                                self.memory_budget, st.running):
+            return False
+        st.working[key] = need
+        return True
+
+    def _pick_within_memory(self, st: _RunState) -> str | None:
+        """The first of the next ``GIL_LOOKAHEAD`` ready tasks that the memory
+        budget admits (a small task beside a large one), or None."""
+        for entry in heapq.nsmallest(GIL_LOOKAHEAD, st.ready):
+            if entry[0] >= _BACKGROUND:
+                break
+            if self._admit(st, entry[1]):
+                st.ready.remove(entry)
+                heapq.heapify(st.ready)
+                return entry[1]
+        return None
+
+    def _launch(self, st: _RunState, done_q: queue.Queue) -> bool:
+        """Start the next ready task; False (nothing started) when the memory
+        budget holds it back."""
         key = self._pick(st)
+        if not self._admit(st, key):
+            heapq.heappush(st.ready, (st.order[key], key))
+            key = self._pick_within_memory(st)
+            if key is None:
+                st.memory_waits += 1
+                return False
         task = st.tasks[key]
         inputs = {i: self.values[ck] for i, ck in st.inputs[key].items() if ck in self.values}
         state = self._state_for(task)
@@ -500,6 +578,7 @@ class Scheduler:
             if isinstance(outcome, Done) and outcome.seconds > LIGHT_SECONDS:
                 self._heavy.add(task.node.key)
         fut.add_done_callback(deliver)
+        return True
 
     def _run_here(self, task: Task, hit: bool) -> bool:
         """Whether a task runs in the scheduler's process although the executor
@@ -564,14 +643,22 @@ class Scheduler:
             self.states[(binding.key, node_key)] = impl
         self.values[key] = outcome.value
         st.done.add(key)
+        if self.memory_budget is not None:
+            size_of = getattr(self.values, "size_of", None)
+            st.sizes[key] = size_of(key) if size_of is not None \
+                else estimate_nbytes(outcome.value)
         if self.on_done is not None:
             self.on_done(record, outcome.value)
         # release inputs whose last reader this was (buffer pool)
+        released = 0
         for ck in st.inputs[key].values():
             st.refs[ck] -= 1
             if st.refs[ck] <= 0 and ck not in st.keep and ck in st.tasks \
                     and ck in self.values:
+                released += self._released_bytes(st, ck)
                 del self.values[ck]  # not pop(): a spilled buffer is not read back
+        if released >= admission.TRIM_BYTES:
+            admission.trim_heap()  # freed pages back to the system (RSS)
         for dep in st.dependents.get(key, ()):
             w = st.waiting.get(dep)
             if w is None or dep in st.done:

@@ -121,7 +121,8 @@ class Session:
         """
         scheduler = Scheduler(self.values, self.states, self.executor,
                               cores=self.config.workers, on_done=self._task_done,
-                              normalize=normalize, cache=self.cache, memo=self.memo)
+                              normalize=normalize, cache=self.cache, memo=self.memo,
+                              memory_budget=self.config.memory_budget)
         try:
             return scheduler.run(tasks, raise_errors=raise_errors, background=background)
         finally:

@@ -18,6 +18,9 @@ or stderr is logging. Systems:
                             ``Config(cache=True, state_dir=<fresh dir>)``
 ``stratumlite_warm``        the same on the state dir a cold run filled
 ``..._processes``           (cold, warm, agents) with ``executor="processes"``
+``stratumlite_cold_budget`` cold with ``memory_budget="512MB"`` (buffers spilled and
+                            tasks held back by the memory admission: the
+                            memory / time trade-off)
 ``dedup_bound``             stratumlite with ``Config(executor="sequential",
                             n_workers=1)``: every distinct task runs once, one at a
                             time on one thread; the bound is the sum of the task
@@ -457,8 +460,9 @@ def run_search(args) -> dict:
     if system.startswith(("stratumlite_cold", "stratumlite_warm")):
         # ``_processes``: the same with the local process executor
         executor = "processes" if system.endswith("_processes") else "threads"
+        budget = "512MB" if system.endswith("_budget") else None
         config = stratumlite.Config(cache=True, state_dir=args.state_dir, verbose=0,
-                                    executor=executor)
+                                    executor=executor, memory_budget=budget)
     elif system == "dedup_bound":
         config = stratumlite.Config(executor="sequential", n_workers=1, cache=False,
                                     state_dir=args.state_dir, verbose=0)

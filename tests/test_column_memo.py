@@ -218,6 +218,24 @@ def test_no_memo_outside_a_stratumlite_task():
     assert len(logged_fits()) == 2
 
 
+class IndexBlindStringEncoder(CountingStringEncoder):
+    """Declares that it never reads the pandas index (as skrub's own do)."""
+
+    stratumlite_index_blind = True
+
+
+def _vectorize_twice(tables, encoder_factory):
+    memo = OperatorMemo(10_000_000, min_seconds=0.0)
+    clear_fits()
+    with memo_scope(memo):
+        got = []
+        for t in tables:
+            tv = vectorizer(encoder_factory())
+            tv.fit_transform(t)
+            got.append(tv.transform(t))
+    return got, logged_fits(), memo
+
+
 def test_tables_that_differ_only_in_their_index_share_columns():
     """A merge numbers rows afresh: the same fold's columns before and after a
     join differ in their pandas index only. They are fitted once; each table
@@ -225,19 +243,25 @@ def test_tables_that_differ_only_in_their_index_share_columns():
     df = frame().drop(columns="target").iloc[::2]  # row labels 0, 2, 4, ...
     renumbered = df.reset_index(drop=True)
     expected = [vectorizer().fit(t).transform(t) for t in (df, renumbered)]
-    memo = OperatorMemo(10_000_000, min_seconds=0.0)
-    clear_fits()
-    with memo_scope(memo):
-        got = []
-        for t in (df, renumbered):
-            tv = vectorizer()
-            tv.fit_transform(t)
-            got.append(tv.transform(t))
-    assert logged_fits() == [len(df)]
+    got, fits, memo = _vectorize_twice(
+        (df, renumbered), lambda: IndexBlindStringEncoder(n_components=3, random_state=0))
+    assert fits == [len(df)]
     assert memo.stats["hits"] > 0
     for exp, out in zip(expected, got):
         pd.testing.assert_frame_equal(exp, out)
     assert not got[0].index.equals(got[1].index)
+
+
+def test_a_user_transformer_keeps_the_index_in_its_key():
+    """A transformer from outside skrub and scikit-learn might read the index:
+    the same values under another index are fitted again (skrub's own cleaning
+    steps are still shared)."""
+    df = frame().drop(columns="target").iloc[::2]
+    got, fits, memo = _vectorize_twice(
+        (df, df.reset_index(drop=True)),
+        lambda: CountingStringEncoder(n_components=3, random_state=0))
+    assert fits == [len(df), len(df)]
+    assert memo.stats["hits"] > 0
 
 
 def test_joined_variant_reuses_the_plain_variant_columns_per_fold():
@@ -253,7 +277,8 @@ def test_joined_variant_reuses_the_plain_variant_columns_per_fold():
         y = data["target"].skb.mark_as_y()
         if joined:
             X = X.merge(skrub.var("side", side), on="grade", how="left")
-        ops.append(X.skb.apply(vectorizer()).skb.apply(Ridge(alpha=10.0), y=y))
+        encoder = IndexBlindStringEncoder(n_components=3, random_state=0)
+        ops.append(X.skb.apply(vectorizer(encoder)).skb.apply(Ridge(alpha=10.0), y=y))
     with_memo, memo_fits = run_many(ops, 256_000_000)
     _, plain_fits = run_many(ops, 0)
     assert len(plain_fits) == 6

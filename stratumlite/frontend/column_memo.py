@@ -15,13 +15,15 @@ look up the memo of the task running in their thread
 (:func:`stratumlite.runtime.memo.current_memo`): outside a stratumlite task, or
 with the memo off (``Config(operator_memo_bytes=0)``), they call skrub's function
 and nothing else. Inside, a call is answered from the memo when the same
-transformer parameters met the same column (name, dtype and values: a pandas
-index is not part of the key, the outputs get the asking column's index, see
-``_column_token``) and the same ``y``. Transformers with unseeded randomness,
-parameters that cannot be tokenized, or extra keyword arguments are never
-reused; a kind of piece (a transformer class on a column) that proved cheaper
-than the memo's ``min_seconds`` three times is no longer looked up, as
-fingerprinting its column would cost as much as computing it. The fitted column
+transformer parameters met the same column (name, dtype and values; for skrub's
+and scikit-learn's transformers, and classes that set
+``stratumlite_index_blind = True``, the pandas index is not part of the key and
+the outputs get the asking column's index, see ``_column_token``) and the same
+``y``. Transformers with unseeded randomness, parameters that cannot be
+tokenized, or extra keyword arguments are never reused; a kind of piece (a
+transformer class on a column) that proved cheaper than the memo's
+``min_seconds`` three times is no longer looked up, as fingerprinting its
+column would cost as much as computing it. The fitted column
 transformers a memo hit returns are the very objects the first fit produced (they
 are only read afterwards), and results are identical to skrub's: the tests
 compare vectorizer outputs and search scores with and without the memo.
@@ -81,18 +83,27 @@ def _nbytes(columns) -> int:
     return sum(estimate_nbytes(col) for col in columns)
 
 
-def _column_token(column) -> str:
-    """Token of a column's name, dtype and values, without its pandas index.
+# transformers from these packages never read a column's pandas index
+_INDEX_BLIND = ("skrub.", "sklearn.", "stratumlite.")
+
+
+def _column_token(column, transformer) -> str:
+    """Token of a column's name, dtype and values, and of its pandas index
+    unless ``transformer`` is known not to read it.
 
     Tables that share a column often differ in their index alone: a ``merge``
     numbers its rows afresh, so the joined fold's columns carry ``0..n-1``
     where the same fold of the table before the join carries its row labels.
-    Per-column transformers ignore the index (outputs are aligned by position),
-    so the memo keys on the values and gives the outputs the asking column's
-    index back (:func:`_reindexed`).
+    skrub's and scikit-learn's transformers ignore the index (outputs are
+    aligned by position), so for them the memo keys on the values and gives
+    the outputs the asking column's index back (:func:`_reindexed`). A user's
+    transformer might read the index: its key keeps it, unless its class sets
+    ``stratumlite_index_blind = True``.
     """
     index = getattr(column, "index", None)
-    if index is not None and hasattr(column, "reset_index"):
+    blind = type(transformer).__module__.startswith(_INDEX_BLIND) \
+        or getattr(transformer, "stratumlite_index_blind", False) is True
+    if blind and index is not None and hasattr(column, "reset_index"):
         return tokenize(("pandas-values", column.reset_index(drop=True)))
     return tokenize(column)
 
@@ -140,7 +151,8 @@ def _memo_fit_transform_column(column, y, columns_to_handle, transformer, allow_
     ttoken = _transformer_token(transformer)
     if ttoken is None:
         return _ORIGINAL_FIT(column, y, columns_to_handle, transformer, allow_reject, kwargs)
-    key = ("fit", ttoken, bool(allow_reject), _column_token(column), _y_token(y))
+    key = ("fit", ttoken, bool(allow_reject), _column_token(column, transformer),
+           _y_token(y))
     found, value = memo.get(key)
     if found:
         name, outputs, fitted = value
@@ -173,7 +185,7 @@ def _memo_transform_column(column, transformer, kwargs):
             str(sbd.dtype(column)))
     if not memo.worth_looking_up(kind):
         return _ORIGINAL_TRANSFORM(column, transformer, kwargs)
-    key = ("transform", fit_key, _column_token(column))
+    key = ("transform", fit_key, _column_token(column, transformer))
     found, value = memo.get(key)
     if found:
         return _reindexed(value, column)

@@ -111,11 +111,14 @@ def _explain_analyze(data_op, environment, format, config):
     with Session(config, on_done=analysis, kind="evaluate") as session:
         task = session.request(plan.output, "fit_transform", session.bind(env))
         session.run([task])
-        spilled = getattr(session.values, "spilled", 0)
+        events = getattr(session.values, "events", {})
+        spilled = events.get("spilled", 0)
+        memory_waits = session.memory_waits
     wall = time.perf_counter() - start
     data = plan_to_dict(plan, dedupe="key", title="PLAN (analyzed)",
                         metrics=analysis.metrics)
-    data["totals"] = analysis.totals(plan, wall, config.workers, _peak_rss(), spilled)
+    data["totals"] = analysis.totals(plan, wall, config.workers, _peak_rss(), spilled,
+                                     memory_waits)
     if format == "json":
         return data
     number = {n["key"]: n["id"] for n in data["nodes"]}
@@ -136,7 +139,7 @@ def _explain_search(search, format):
     data = plan_to_dict(plan, dedupe="key", title="SEARCH PLAN (analyzed)",
                         metrics=analysis.metrics)
     data["totals"] = analysis.totals(plan, stats["wall_seconds"], stats["workers"],
-                                     _peak_rss())
+                                     _peak_rss(), memory_waits=stats.get("memory_waits", 0))
     data["stats"] = stats
     data["operator_selection"] = getattr(search, "operator_selection_", {})
     if format == "json":

@@ -268,7 +268,7 @@ class Analysis:
             m["bytes"] = nbytes
 
     def totals(self, plan: Plan, wall: float, cores: int, peak_rss: int | None,
-               spilled: int = 0) -> dict:
+               spilled: int = 0, memory_waits: int = 0) -> dict:
         nodes = plan.nodes("key")
         secs = {n.key: self.metrics.get(n.key, {}).get("seconds", 0.0) for n in nodes}
         longest = {n.key: self.metrics.get(n.key, {}).get("max_task_seconds", 0.0)
@@ -292,6 +292,7 @@ class Analysis:
             "critical_path": crit[1],
             "peak_rss_bytes": peak_rss,
             "spilled": spilled,
+            "memory_waits": memory_waits,
         }
 
 
@@ -309,5 +310,7 @@ def render_totals(t: dict, number: dict[str, int]) -> str:
     ]
     if t.get("peak_rss_bytes"):
         lines.append(f"  peak RSS {_human_bytes(t['peak_rss_bytes'])}"
-                     + (f"; buffers spilled: {t['spilled']}" if t.get("spilled") else ""))
+                     + (f"; buffers spilled: {t['spilled']}" if t.get("spilled") else "")
+                     + (f"; tasks held back by the memory budget: {t['memory_waits']}"
+                        if t.get("memory_waits") else ""))
     return "\n".join(lines)

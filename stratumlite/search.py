@@ -450,6 +450,7 @@ def _stats(engine, assignments, splits, pre, session, seconds) -> dict:
         "wall_seconds": seconds,
         "sum_task_seconds": sum(r.seconds for r in records),
         "workers": session.config.workers,
+        "memory_waits": session.memory_waits,
     }
 
 

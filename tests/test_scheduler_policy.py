@@ -336,3 +336,22 @@ def test_a_small_task_may_start_beside_a_large_one_under_the_budget(tmp_path):
     assert not overlap("big0", "big1")
     assert overlap("small", "big0") or overlap("small", "big1")
     assert spans["small"]["end"] < max(spans["big0"]["end"], spans["big1"]["end"])
+
+
+def test_explain_analyze_reports_spills_and_memory_waits(tmp_path):
+    """Under a tiny memory budget explain analyze says how many buffers were
+    spilled and how often tasks were held back; without a budget, neither."""
+    x = np.arange(200_000, dtype=np.float64)
+    data = skrub.var("x", x)
+    branches = [skrub.deferred(_slow)(f"b{i}", 0.02, data * (i + 1)) for i in range(3)]
+    op = skrub.as_data_op(branches)
+    config = stratumlite.Config(executor="threads", n_workers=2, verbose=0,
+                                memory_budget="1MB", state_dir=tmp_path)
+    text = stratumlite.explain(op, analyze=True, config=config)
+    assert "buffers spilled:" in text
+    assert "tasks held back by the memory budget:" in text
+    data = stratumlite.explain(op, analyze=True, config=config, format="json")
+    assert data["totals"]["spilled"] > 0 and data["totals"]["memory_waits"] > 0
+    plain = stratumlite.explain(op, analyze=True, format="json",
+                                config=config.replace(memory_budget=None))
+    assert plain["totals"]["spilled"] == 0 and plain["totals"]["memory_waits"] == 0

@@ -59,6 +59,8 @@ class Session:
         self.values: dict[str, Any] = values if values is not None else _default_pool(self.config)
         self.states: dict[tuple[str, str], Any] = {}
         self.records: list[TaskRecord] = []
+        # times a ready task was held back by the memory budget (explain analyze)
+        self.memory_waits = 0
         self.on_done = on_done
         # source values fingerprinted in this session (``canonical.fingerprint_once``):
         # environments bound and plans converted share it
@@ -127,6 +129,7 @@ class Session:
             return scheduler.run(tasks, raise_errors=raise_errors, background=background)
         finally:
             self.records.extend(scheduler.records)
+            self.memory_waits += scheduler.memory_waits
 
     def walk_tasks(self, root: Task, normalize: bool = True):
         """Yield ``(task, children)`` for ``root`` and every task it needs, as

@@ -355,3 +355,54 @@ def test_explain_analyze_reports_spills_and_memory_waits(tmp_path):
     plain = stratumlite.explain(op, analyze=True, format="json",
                                 config=config.replace(memory_budget=None))
     assert plain["totals"]["spilled"] == 0 and plain["totals"]["memory_waits"] == 0
+
+
+def _log_load_limits(tag):
+    """Unpickling a _LimitMarker: log the BLAS/OpenMP limit of the loading thread."""
+    from threadpoolctl import threadpool_info
+
+    blas = max([i["num_threads"] for i in threadpool_info()] or [1])
+    with open(_LOG, "a") as f:
+        f.write(f"load {tag} {blas}\n")
+    return f"loaded {tag}"
+
+
+class _LimitMarker:
+    def __init__(self, tag):
+        self.tag = tag
+
+    def __reduce__(self):
+        return (_log_load_limits, (self.tag,))
+
+
+def _make_marker(tag, x):
+    time.sleep(0.3)  # worth storing: recomputing costs more than reading
+    return _LimitMarker(tag)
+
+
+def test_cache_entries_are_read_under_the_task_thread_budget(tmp_path):
+    """Reading a stored value can start native thread pools (unpickling a
+    LightGBM model starts an OpenMP team): it happens under the reading task's
+    thread budget, 1 thread each for two hits side by side on 2 workers."""
+    from threadpoolctl import threadpool_info
+
+    if max([i["num_threads"] for i in threadpool_info()] or [1]) < 2:
+        import pytest
+
+        pytest.skip("no BLAS/OpenMP library with 2 threads to observe")
+    nodes = [to_plan(skrub.deferred(_make_marker)(tag, skrub.var("x"))).output
+             for tag in ("a", "b")]
+    config = stratumlite.Config(executor="threads", n_workers=2, verbose=0, cache=True,
+                                state_dir=tmp_path)
+    with Session(config) as s:  # computes and stores
+        b = s.bind({"x": 1})
+        s.run([s.request(n, "transform", b) for n in nodes])
+    _clear()
+    with Session(config) as s:  # reads both back
+        b = s.bind({"x": 1})
+        assert s.run([s.request(n, "transform", b) for n in nodes]) == ["loaded a",
+                                                                         "loaded b"]
+        hits = [r for r in s.records if r.status == "hit"]
+    assert sorted(e[1] for e in _events() if e[0] == "load") == ["a", "b"]
+    assert len(hits) == 2 and {r.threads for r in hits} == {1}
+    assert [int(e[2]) for e in _events() if e[0] == "load"] == [1, 1]

@@ -69,15 +69,20 @@ def vectorizer(encoder=None):
         cardinality_threshold=5)
 
 
-def pipelines(df, encoder_factory=None):
-    """Two agents' pipelines: the plain table, and the table with a ratio column."""
+def _with_ratio(X):
+    return X.assign(ratio=X["amount"] / X["income"])
+
+
+def pipelines(df, encoder_factory=None, variant=_with_ratio):
+    """Two agents' pipelines: the plain table, and the table changed by
+    ``variant`` (by default, with a ratio column)."""
     ops = []
-    for with_ratio in (False, True):
+    for changed in (False, True):
         data = skrub.var("data", df)
         X = data.drop(columns="target").skb.mark_as_X()
         y = data["target"].skb.mark_as_y()
-        if with_ratio:
-            X = X.assign(ratio=X["amount"] / X["income"])
+        if changed:
+            X = variant(X)
         enc = encoder_factory() if encoder_factory else None
         ops.append(X.skb.apply(vectorizer(enc)).skb.apply(Ridge(alpha=10.0), y=y))
     return ops
@@ -270,15 +275,9 @@ def test_joined_variant_reuses_the_plain_variant_columns_per_fold():
     the cross-validation scores equal skrub's."""
     df = frame()
     side = pd.DataFrame({"grade": ["a", "b", "c"], "grade_rank": [1.0, 2.0, 3.0]})
-    ops = []
-    for joined in (False, True):
-        data = skrub.var("data", df)
-        X = data.drop(columns="target").skb.mark_as_X()
-        y = data["target"].skb.mark_as_y()
-        if joined:
-            X = X.merge(skrub.var("side", side), on="grade", how="left")
-        encoder = IndexBlindStringEncoder(n_components=3, random_state=0)
-        ops.append(X.skb.apply(vectorizer(encoder)).skb.apply(Ridge(alpha=10.0), y=y))
+    ops = pipelines(
+        df, lambda: IndexBlindStringEncoder(n_components=3, random_state=0),
+        variant=lambda X: X.merge(skrub.var("side", side), on="grade", how="left"))
     with_memo, memo_fits = run_many(ops, 256_000_000)
     _, plain_fits = run_many(ops, 0)
     assert len(plain_fits) == 6

@@ -108,6 +108,14 @@ def _column_token(column, transformer) -> str:
     return tokenize(column)
 
 
+def _kind(phase: str, transformer, column) -> tuple:
+    """What :meth:`OperatorMemo.worth_looking_up` learns costs for: one
+    transformer class on one column (name and dtype), fitting or transforming."""
+    from skrub import _dataframe as sbd
+
+    return (phase, type(transformer).__name__, sbd.name(column), str(sbd.dtype(column)))
+
+
 def _aligned(outputs, column) -> bool:
     """Whether every output is row-aligned with ``column`` (same length and,
     for pandas, the same index): only those can be re-indexed on a hit."""
@@ -121,7 +129,7 @@ def _aligned(outputs, column) -> bool:
             return False
         if index is not None:
             out_index = getattr(out, "index", None)
-            if out_index is None or not out_index.equals(index):
+            if out_index is None or not (out_index is index or out_index.equals(index)):
                 return False
     return True
 
@@ -132,8 +140,7 @@ def _reindexed(outputs, column) -> list:
     index = getattr(column, "index", None)
     if index is None:
         return list(outputs)
-    return [out if out.index is index or out.index.equals(index) else out.set_axis(index)
-            for out in outputs]
+    return [out if out.index is index else out.set_axis(index) for out in outputs]
 
 
 def _memo_fit_transform_column(column, y, columns_to_handle, transformer, allow_reject,
@@ -145,7 +152,7 @@ def _memo_fit_transform_column(column, y, columns_to_handle, transformer, allow_
 
     if sbd.name(column) not in columns_to_handle:
         return sbd.name(column), [column], None
-    kind = ("fit", type(transformer).__name__, sbd.name(column), str(sbd.dtype(column)))
+    kind = _kind("fit", transformer, column)
     if not memo.worth_looking_up(kind):
         return _ORIGINAL_FIT(column, y, columns_to_handle, transformer, allow_reject, kwargs)
     ttoken = _transformer_token(transformer)
@@ -179,10 +186,7 @@ def _memo_transform_column(column, transformer, kwargs):
         fit_key = _FIT_KEYS.get(transformer)
     if fit_key is None:  # not fitted through the memo: no content key for it
         return _ORIGINAL_TRANSFORM(column, transformer, kwargs)
-    from skrub import _dataframe as sbd
-
-    kind = ("transform", type(transformer).__name__, sbd.name(column),
-            str(sbd.dtype(column)))
+    kind = _kind("transform", transformer, column)
     if not memo.worth_looking_up(kind):
         return _ORIGINAL_TRANSFORM(column, transformer, kwargs)
     key = ("transform", fit_key, _column_token(column, transformer))

@@ -201,10 +201,9 @@ class _RunState:
     cached: set[str] = field(default_factory=set)  # tasks to load from the cache
     holding_gil: set[str] = field(default_factory=set)  # running Python-bound tasks
     # memory admission (``memory_budget``): bytes of this run's values, working
-    # bytes of the running tasks, tasks held back for memory
+    # bytes of the running tasks
     sizes: dict[str, int] = field(default_factory=dict)
     working: dict[str, int] = field(default_factory=dict)
-    memory_waits: int = 0
 
 
 class Scheduler:
@@ -291,7 +290,6 @@ class Scheduler:
         try:
             return self._run_loop(st, roots, raise_errors)
         finally:
-            self.memory_waits += st.memory_waits
             _restore_thread_limits(saved)
 
     def _run_loop(self, st: _RunState, roots: list[Task], raise_errors: bool) -> list[Any]:
@@ -540,7 +538,7 @@ class Scheduler:
             heapq.heappush(st.ready, (st.order[key], key))
             key = self._pick_within_memory(st)
             if key is None:
-                st.memory_waits += 1
+                self.memory_waits += 1
                 return False
         task = st.tasks[key]
         inputs = {i: self.values[ck] for i, ck in st.inputs[key].items() if ck in self.values}

@@ -294,3 +294,19 @@ def test_outputs_not_aligned_with_their_column_are_not_memoized():
     assert _aligned([col * 2], col)
     assert not _aligned([col.reset_index(drop=True)], col)
     assert not _aligned([col.iloc[:2]], col)
+
+
+def test_cheap_pieces_stop_being_looked_up_and_outputs_stay_equal():
+    """With every piece cheaper than ``min_seconds``, each transformer class on
+    each column is fingerprinted three times and then no more; the outputs
+    still equal skrub's."""
+    df = frame().drop(columns="target")
+    expected = vectorizer().fit_transform(df)
+    memo = OperatorMemo(10_000_000, min_seconds=1e9)  # nothing is worth storing
+    with memo_scope(memo):
+        outputs = [vectorizer().fit_transform(df) for _ in range(5)]
+    looked_up = memo.stats["hits"] + memo.stats["misses"]
+    assert memo.stats["hits"] == 0 and memo.stats["skipped"] > 0
+    assert looked_up == 3 * len(memo._cheap)  # three per kind, then skipped
+    for out in outputs:
+        pd.testing.assert_frame_equal(out, expected)

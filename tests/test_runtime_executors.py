@@ -26,6 +26,7 @@ from sklearn.tree import DecisionTreeRegressor
 
 import stratumlite
 from stratumlite.frontend import to_plan
+from stratumlite.runtime.executors import ProcessExecutor
 from stratumlite.runtime.scheduler import make_executor
 from stratumlite.runtime.session import Session
 from stratumlite.runtime.tasks import Binding
@@ -373,3 +374,62 @@ def test_a_script_without_main_guard_gets_a_clear_error(tmp_path):
     assert "EvaluationError" in result.stderr, result.stderr[-3000:]
     assert "worker process died while node" in result.stderr
     assert "a script must start its work under `if __name__ == '__main__':`" in result.stderr
+
+
+class _SlowStartingPool(ProcessExecutor):
+    """A process pool whose workers come up only when ``gate`` is set (a fork
+    server importing skrub takes seconds; here the test decides when)."""
+
+    def __init__(self, workers: int, gate: threading.Event):
+        self.gate = gate
+        super().__init__(workers)
+
+    def _warm(self) -> None:
+        self.gate.wait(60)
+        super()._warm()
+
+
+def _raise_value_error():
+    raise ValueError("held call failed")
+
+
+def test_a_call_submitted_while_the_pool_starts_waits_for_the_first_free_slot():
+    """While the workers start, one call runs in a local thread; the next is
+    held and goes to the local thread when it frees (not queued behind the
+    starting pool), or to the pool if that comes up first. Results and errors
+    reach the caller either way."""
+    gate, release_first, release_second = (threading.Event() for _ in range(3))
+    executor = _SlowStartingPool(2, gate)
+    try:
+        first = executor.submit(release_first.wait, 30)
+        held = executor.submit(os.getpid)
+        held_error = executor.submit(_raise_value_error)
+        time.sleep(0.2)
+        assert not held.done() and not held_error.done()  # nothing free yet
+        release_first.set()
+        assert first.result(timeout=30) is True
+        assert held.result(timeout=30) == os.getpid()  # ran here, the pool still down
+        with pytest.raises(ValueError, match="held call failed"):
+            held_error.result(timeout=30)
+        assert executor.stats["local"] == 3 and executor._warming.is_alive()
+
+        # the local thread busy again: a held call now goes to the pool once up
+        busy = executor.submit(release_second.wait, 30)
+        to_pool = executor.submit(os.getpid)
+        time.sleep(0.2)
+        assert not to_pool.done()
+        gate.set()
+        worker_pid = to_pool.result(timeout=120)
+        assert worker_pid != os.getpid()  # a worker process ran it
+        assert not busy.done()  # the local thread was still busy all along
+        release_second.set()
+        assert busy.result(timeout=30) is True
+        assert executor.stats["local"] == 4
+        # once the workers are up, every call goes to them
+        assert executor.submit(os.getpid).result(timeout=60) != os.getpid()
+        assert executor.stats["local"] == 4
+    finally:
+        gate.set()
+        release_first.set()
+        release_second.set()
+        executor.shutdown()

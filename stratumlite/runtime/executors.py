@@ -373,6 +373,32 @@ class ResultFuture(Future):
             return self._loaded
 
 
+class _Deferred(Future):
+    """The future of a call held until a slot frees (:class:`ProcessExecutor`
+    while its workers start): done when the future it was given to is, and its
+    result read through that one (a :class:`ResultFuture` unpickles in the
+    asking thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._inner: Future | None = None
+
+    def attach(self, inner: Future) -> None:
+        self._inner = inner
+        inner.add_done_callback(self._settle)
+
+    def _settle(self, inner: Future) -> None:
+        error = inner.exception()
+        if error is not None:
+            self.set_exception(error)
+        else:
+            self.set_result(None)  # the value stays in ``inner``
+
+    def result(self, timeout: float | None = None) -> Any:
+        super().result(timeout)  # raises the error, if any
+        return self._inner.result()
+
+
 # --------------------------------------------------------------------------
 # buffers through files (process pool)
 
@@ -466,10 +492,16 @@ _PRELOAD = ("stratumlite.runtime.executors", "stratumlite.runtime.scheduler",
 class ProcessExecutor:
     """Tasks in a local ``ProcessPoolExecutor`` (forkserver), see module docstring.
 
-    The workers start in the background as soon as the executor is made;
-    until they are up, one task at a time runs in a thread of this process
-    (``stats["local"]`` counts them). ``stats`` also counts ``published``
-    objects and their ``published_bytes``, and ``tasks`` submitted.
+    The workers start in the background as soon as the executor is made
+    (seconds: the fork server imports skrub and scikit-learn). Until they are
+    up, one task at a time runs in a thread of this process (``stats["local"]``
+    counts them; two would share the GIL with each other and the cores with the
+    starting server). A task submitted while that thread is busy is held here
+    and goes to whichever frees first, the thread or the pool: queued in the
+    starting pool, a two-millisecond task (a search's ``y``) would hold back
+    everything downstream of it for seconds. ``stats`` also counts
+    ``published`` objects and their ``published_bytes``, and ``tasks``
+    submitted.
     """
 
     remote = True  # the scheduler runs glue and cache reads itself
@@ -488,6 +520,9 @@ class ProcessExecutor:
         self.stats = {"tasks": 0, "published": 0, "published_bytes": 0, "local": 0}
         self._local = ThreadPoolExecutor(1, thread_name_prefix="stratumlite-local")
         self._local_free = threading.Semaphore(1)
+        self._lock = threading.Lock()
+        self._starting = True  # until the workers answered (see _warm)
+        self._held: list[tuple[Any, tuple, _Deferred]] = []  # calls waiting for a slot
         # start the workers now, in the background: a worker's first start
         # (the fork server importing skrub and scikit-learn) takes seconds, which
         # then overlap with what the caller does before its first task
@@ -501,6 +536,11 @@ class ProcessExecutor:
                 f.result()
         except BaseException:  # noqa: BLE001 - a broken pool fails the first real task
             pass
+        with self._lock:
+            self._starting = False
+            held, self._held = self._held, []
+        for fn, args, out in held:
+            out.attach(self._submit_remote(fn, args))
 
     def wait_started(self) -> None:
         """Block until the worker processes are up (tasks submitted before run
@@ -516,13 +556,37 @@ class ProcessExecutor:
 
     def submit(self, fn, *args) -> Future:
         self.stats["tasks"] += 1
-        if self._warming.is_alive() and self._local_free.acquire(blocking=False):
-            # the workers are still starting: one task at a time runs here, in a
-            # thread (tasks are pure: same result wherever they run)
-            self.stats["local"] += 1
-            fut = self._local.submit(fn, *args)
-            fut.add_done_callback(lambda _: self._local_free.release())
-            return fut
+        with self._lock:
+            if self._starting:
+                # the workers are still starting: the task runs here, in a thread
+                # (tasks are pure: same result wherever they run), or waits for
+                # the thread or the pool, whichever frees first
+                if not self._local_free.acquire(blocking=False):
+                    out = _Deferred()
+                    self._held.append((fn, args, out))
+                    return out
+                local = True
+            else:
+                local = False
+        return self._run_local(fn, args) if local else self._submit_remote(fn, args)
+
+    def _run_local(self, fn, args) -> Future:
+        """Run in the local thread (its slot taken); when done, the slot passes
+        to a held call, or is freed."""
+        self.stats["local"] += 1
+        fut = self._local.submit(fn, *args)
+        fut.add_done_callback(self._local_done)
+        return fut
+
+    def _local_done(self, _fut: Future) -> None:
+        with self._lock:
+            if not (self._starting and self._held):
+                self._local_free.release()
+                return
+            fn, args, out = self._held.pop(0)
+        out.attach(self._run_local(fn, args))
+
+    def _submit_remote(self, fn, args) -> Future:
         msg = self._shipper.pack((fn, args))
         wire = _wire_buffers(msg.buffers, self._dir)
         out = ResultFuture()

@@ -344,12 +344,20 @@ def test_a_dead_worker_is_an_error_naming_a_node():
 
 
 _NO_MAIN_GUARD = """
+import time
 import numpy as np, pandas as pd, skrub, stratumlite
 from sklearn.linear_model import Ridge
 
+
+def slow(X):  # longer than the pool takes to fail: some task must go to it
+    time.sleep(3)
+    return X
+
+
 df = pd.DataFrame({"a": np.arange(30.0), "y": np.arange(30.0) * 2})
 data = skrub.var("data", df)
-pred = data[["a"]].skb.mark_as_X().skb.apply(Ridge(), y=data["y"].skb.mark_as_y())
+X = skrub.deferred(slow)(data[["a"]].skb.mark_as_X())
+pred = X.skb.apply(Ridge(), y=data["y"].skb.mark_as_y())
 stratumlite.cross_validate_many(
     [pred], cv=3, verbose=0,
     config=stratumlite.Config(executor="processes", n_workers=2, lineage=False))
@@ -361,7 +369,8 @@ def test_a_script_without_main_guard_gets_a_clear_error(tmp_path):
     at import time (no ``if __name__ == "__main__":``) kills them. The user gets
     an EvaluationError naming a node and the fix, not a bare BrokenProcessPool
     raised from the executor (the process pool raised it from ``submit``, out of
-    the scheduler)."""
+    the scheduler). The folds take longer than the pool takes to fail: tasks
+    that run in this process while the workers start would succeed."""
     import subprocess
     import sys
 

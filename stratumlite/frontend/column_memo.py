@@ -20,10 +20,11 @@ and scikit-learn's transformers, and classes that set
 ``stratumlite_index_blind = True``, the pandas index is not part of the key and
 the outputs get the asking column's index, see ``_column_token``) and the same
 ``y``. Transformers with unseeded randomness, parameters that cannot be
-tokenized, or extra keyword arguments are never reused; a kind of piece (a
-transformer class on a column) that proved cheaper than the memo's
-``min_seconds`` three times is no longer looked up, as fingerprinting its
-column would cost as much as computing it. The fitted column
+tokenized, or extra keyword arguments are never reused. Only pieces that cost
+at least the memo's ``min_seconds`` are stored, and a kind of piece (a
+transformer class on a column) is only looked up once one of its pieces was
+that costly: fingerprinting a cheap column costs as much as computing it, and
+its lookup could only miss. The fitted column
 transformers a memo hit returns are the very objects the first fit produced (they
 are only read afterwards), and results are identical to skrub's: the tests
 compare vectorizer outputs and search scores with and without the memo.
@@ -153,29 +154,43 @@ def _memo_fit_transform_column(column, y, columns_to_handle, transformer, allow_
     if sbd.name(column) not in columns_to_handle:
         return sbd.name(column), [column], None
     kind = _kind("fit", transformer, column)
-    if not memo.worth_looking_up(kind):
-        return _ORIGINAL_FIT(column, y, columns_to_handle, transformer, allow_reject, kwargs)
-    ttoken = _transformer_token(transformer)
-    if ttoken is None:
-        return _ORIGINAL_FIT(column, y, columns_to_handle, transformer, allow_reject, kwargs)
-    key = ("fit", ttoken, bool(allow_reject), _column_token(column, transformer),
-           _y_token(y))
-    found, value = memo.get(key)
-    if found:
-        name, outputs, fitted = value
-        return name, _reindexed(outputs, column), fitted
+    key = None
+    if memo.worth_looking_up(kind):  # a piece of this kind was costly before
+        key = _fit_key(transformer, allow_reject, column, y)
+        if key is None:
+            return _ORIGINAL_FIT(column, y, columns_to_handle, transformer, allow_reject,
+                                 kwargs)
+        found, value = memo.get(key)
+        if found:
+            name, outputs, fitted = value
+            return name, _reindexed(outputs, column), fitted
     start = time.perf_counter()
     name, outputs, fitted = _ORIGINAL_FIT(column, y, columns_to_handle, transformer,
                                           allow_reject, kwargs)
     seconds = time.perf_counter() - start
     memo.observe(kind, seconds)
-    if not _aligned(outputs, column):
+    # keys and sizes only for pieces worth storing: fingerprinting every cheap
+    # column cost more than the memo saved (house_prices: +52% vectorizer time)
+    if seconds < memo.min_seconds or not _aligned(outputs, column):
         return name, outputs, fitted
+    if key is None:  # the first costly piece of its kind: nothing to look up before
+        key = _fit_key(transformer, allow_reject, column, y)
+        if key is None:
+            return name, outputs, fitted
     if fitted is not None:
         with _FIT_KEYS_LOCK:
             _FIT_KEYS[fitted] = key
     memo.put(key, (name, tuple(outputs), fitted), _nbytes(outputs), seconds)
     return name, outputs, fitted
+
+
+def _fit_key(transformer, allow_reject, column, y) -> tuple | None:
+    """The memo key of fitting ``transformer`` on ``column`` (None: not reusable)."""
+    ttoken = _transformer_token(transformer)
+    if ttoken is None:
+        return None
+    return ("fit", ttoken, bool(allow_reject), _column_token(column, transformer),
+            _y_token(y))
 
 
 def _memo_transform_column(column, transformer, kwargs):
@@ -187,17 +202,19 @@ def _memo_transform_column(column, transformer, kwargs):
     if fit_key is None:  # not fitted through the memo: no content key for it
         return _ORIGINAL_TRANSFORM(column, transformer, kwargs)
     kind = _kind("transform", transformer, column)
-    if not memo.worth_looking_up(kind):
-        return _ORIGINAL_TRANSFORM(column, transformer, kwargs)
-    key = ("transform", fit_key, _column_token(column, transformer))
-    found, value = memo.get(key)
-    if found:
-        return _reindexed(value, column)
+    key = None
+    if memo.worth_looking_up(kind):
+        key = ("transform", fit_key, _column_token(column, transformer))
+        found, value = memo.get(key)
+        if found:
+            return _reindexed(value, column)
     start = time.perf_counter()
     outputs = _ORIGINAL_TRANSFORM(column, transformer, kwargs)
     seconds = time.perf_counter() - start
     memo.observe(kind, seconds)
-    if _aligned(outputs, column):
+    if seconds >= memo.min_seconds and _aligned(outputs, column):
+        if key is None:
+            key = ("transform", fit_key, _column_token(column, transformer))
         memo.put(key, tuple(outputs), _nbytes(outputs), seconds)
     return outputs
 

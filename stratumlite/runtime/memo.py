@@ -12,7 +12,9 @@ what goes in it is the operator's business (see
 ``stratumlite/frontend/column_memo.py``). Entries are kept by value density as
 in the persistent cache: ``compute seconds / bytes``; when the byte budget is
 exceeded the least valuable entries go first. Pieces cheaper than
-``min_seconds`` to recompute are never stored.
+``min_seconds`` to recompute are never stored, and a kind of piece is only
+looked up once one of its pieces proved that costly
+(:meth:`OperatorMemo.worth_looking_up`).
 
 A memo is per process. Pickled (to a worker process), it becomes that process's
 memo of the same id, so a pool worker keeps its entries from task to task.
@@ -74,10 +76,6 @@ class OperatorMemo:
         machine's memory, so the session gives each a share of the budget.
     """
 
-    #: a kind of piece is no longer looked up once this many pieces of it
-    #: each took less than ``min_seconds`` (:meth:`worth_looking_up`)
-    CHEAP_AFTER = 3
-
     def __init__(self, max_bytes: int, min_seconds: float = 0.002,
                  memo_id: str | None = None, worker_bytes: int | None = None):
         if max_bytes < 0:
@@ -91,8 +89,8 @@ class OperatorMemo:
         self.bytes = 0
         self.stats = {"hits": 0, "misses": 0, "stored": 0, "evicted": 0,
                       "seconds_saved": 0.0, "skipped": 0}
-        # kind -> pieces seen, all cheaper than min_seconds (-1: one was not)
-        self._cheap: dict[Hashable, int] = {}
+        # kinds of which a piece cost at least min_seconds (see worth_looking_up)
+        self._costly: set[Hashable] = set()
 
     def __reduce__(self):
         return (_process_memo, (self.id, self.worker_bytes, self.min_seconds))
@@ -127,19 +125,22 @@ class OperatorMemo:
 
     def worth_looking_up(self, kind: Hashable) -> bool:
         """Whether a piece of ``kind`` (say, one transformer class on one column)
-        may be in the memo. Pieces are only stored when they cost at least
-        ``min_seconds``; once :attr:`CHEAP_AFTER` pieces of a kind each cost
-        less, looking the next one up (fingerprinting its input) would cost
-        about as much as computing it, and is skipped.
+        may be in the memo: only once a piece of that kind has cost at least
+        ``min_seconds`` (:meth:`observe`). Only such pieces are stored, so a
+        lookup for any other kind misses for sure, and its key (a fingerprint of
+        the column) would cost about as much as computing the piece: skipped
+        (``stats["skipped"]``).
 
         >>> memo = OperatorMemo(1000, min_seconds=0.01)
-        >>> for _ in range(3):
-        ...     memo.observe("ToFloat", 0.0001)
+        >>> memo.observe("ToFloat", 0.0001)
+        >>> memo.observe("MinHash", 0.5)
         >>> memo.worth_looking_up("ToFloat"), memo.worth_looking_up("MinHash")
         (False, True)
+        >>> memo.worth_looking_up("never seen")
+        False
         """
         with self._lock:
-            if self._cheap.get(kind, 0) < self.CHEAP_AFTER:
+            if kind in self._costly:
                 return True
             self.stats["skipped"] += 1
             return False
@@ -147,10 +148,9 @@ class OperatorMemo:
     def observe(self, kind: Hashable, seconds: float) -> None:
         """Record what computing a piece of ``kind`` cost (see
         :meth:`worth_looking_up`); one costly piece keeps the kind looked up."""
-        with self._lock:
-            seen = self._cheap.get(kind, 0)
-            if seen >= 0:
-                self._cheap[kind] = seen + 1 if seconds < self.min_seconds else -1
+        if seconds >= self.min_seconds:
+            with self._lock:
+                self._costly.add(kind)
 
     def _evict(self) -> None:
         order = sorted(self._entries, key=lambda k: self._entries[k][2] / self._entries[k][1])
@@ -164,7 +164,7 @@ class OperatorMemo:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._cheap.clear()
+            self._costly.clear()
             self.bytes = 0
 
 

@@ -75,8 +75,35 @@ def _pss(pid: int) -> int:
     return 0
 
 
+def _shm_dirs() -> set[str]:
+    """stratumlite's executor directories on the memory file system."""
+    import glob
+
+    return set(glob.glob("/dev/shm/stratumlite-exec-*"))
+
+
+def _dir_bytes(path: str) -> int:
+    total = 0
+    try:
+        with os.scandir(path) as entries:
+            for e in entries:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        total += _dir_bytes(e.path)
+                    else:
+                        total += e.stat(follow_symlinks=False).st_blocks * 512
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    return total
+
+
 class MemorySampler:
-    """Peaks of the summed RSS and PSS of this process and all its descendants."""
+    """Peaks of the summed RSS and PSS of this process and all its descendants,
+    each plus the bytes of the process executor's files in ``/dev/shm`` (a
+    memory file system: published inputs, buffers in flight, the operator
+    memo's shared pieces), which no process's RSS counts."""
 
     # PSS every tenth sample: reading ``smaps_rollup`` walks a process's page
     # tables under its memory-map lock, and at every sample it slowed the
@@ -88,7 +115,9 @@ class MemorySampler:
         self.interval = interval
         self.peak = 0
         self.peak_pss = 0
+        self.peak_shm = 0
         self._samples = 0
+        self._old_shm = _shm_dirs()  # left by other runs: not this one's
         self.sched: dict[str, tuple[int, int]] = {}  # tid -> (ns on CPU, ns runnable waiting)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -144,8 +173,11 @@ class MemorySampler:
                         pss += _pss(child.pid)
                 except psutil.Error:
                     pass
-            self.peak = max(self.peak, total)
-            self.peak_pss = max(self.peak_pss, pss)
+            shm = sum(_dir_bytes(d) for d in _shm_dirs() - self._old_shm)
+            self.peak_shm = max(self.peak_shm, shm)
+            self.peak = max(self.peak, total + shm)
+            if with_pss:
+                self.peak_pss = max(self.peak_pss, pss + shm)
         except Exception:  # pragma: no cover - never let sampling break a run
             pass
 
@@ -629,6 +661,7 @@ def main(argv=None) -> dict:
         "peak_rss": self_rss + child_rss,
         "peak_tree_rss_sampled": sampler.peak,
         "peak_tree_pss_sampled": sampler.peak_pss or None,
+        "peak_shm_sampled": sampler.peak_shm,
         "pid": os.getpid(),
         "loadavg_end": list(os.getloadavg()),
     })

@@ -528,7 +528,7 @@ def search_table(runs: dict[str, list], cores: int) -> str:
     bound = median([r.get("bound_seconds") for r in runs.get("dedup_bound", [])])
     lines = [
         "| system | median wall | min – max | vs dedup bound | CPU s | fits "
-        "| peak RSS (tree, sampled) | peak PSS (tree, sampled) "
+        "| peak RSS (tree + shm, sampled) | peak PSS (tree + shm, sampled) "
         "| peak RSS (self + largest child) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -853,7 +853,7 @@ def render_agents(runs: dict, machine: dict, end_load, reps: int, rows, systems,
         else []
     bound = median([r.get("bound_seconds") for r in runs.get("agents_bound", [])])
     lines = ["| system | median wall | min – max | vs bound | CPU s | estimator fits "
-             "| peak RSS (tree) | peak PSS (tree) |",
+             "| peak RSS (tree + shm) | peak PSS (tree + shm) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for system, reps_ in runs.items():
         walls = [r["bound_seconds" if system == "agents_bound" else "wall_seconds"]

@@ -126,8 +126,9 @@ def test_memo_pickles_to_the_same_process_memo():
 
 
 def test_worker_processes_share_the_memo_budget(tmp_path):
-    """Each local worker process keeps its own memo: together they stay within
-    ``operator_memo_bytes`` (threads share the one memo of the session)."""
+    """Each local worker process keeps its own memo and may write as much to the
+    directory they share: together they stay within ``operator_memo_bytes``
+    (threads share the one memo of the session)."""
     from stratumlite.runtime.memo import _PROCESS_MEMOS
     from stratumlite.runtime.session import Session
 
@@ -137,7 +138,7 @@ def test_worker_processes_share_the_memo_budget(tmp_path):
     threads = Session(config.replace(executor="threads", n_workers=4))
     assert processes.memo.max_bytes == threads.memo.max_bytes == 1_000_000
     in_worker = pickle.loads(pickle.dumps(processes.memo))  # what a worker builds
-    assert in_worker.id == processes.memo.id and in_worker.max_bytes == 250_000
+    assert in_worker.id == processes.memo.id and in_worker.max_bytes == 125_000
     _PROCESS_MEMOS.clear()
     assert pickle.loads(pickle.dumps(threads.memo)).max_bytes == 1_000_000
     _PROCESS_MEMOS.clear()
@@ -327,3 +328,97 @@ def test_a_kind_is_looked_up_from_its_second_piece_once_one_was_costly(monkeypat
     assert memo.stats["hits"] > 0
     pd.testing.assert_frame_equal(first, expected)
     pd.testing.assert_frame_equal(second, expected)
+
+
+# ------------------------------------------- pieces shared by worker processes
+
+
+def _put_in_process(memo, key, value, seconds):
+    """Runs in another process: ``memo`` arrives as that process's memo."""
+    memo.put(key, value, nbytes=8_000, seconds=seconds)
+    return memo.stats["shared_written"]
+
+
+def _get_in_process(memo, key):
+    found, value = memo.get(key)
+    return found, value, memo.stats["shared_hits"]
+
+
+def test_a_costly_piece_stored_in_one_process_is_found_in_another(tmp_path):
+    """Two worker processes, each with its own memo: a piece the first stored is
+    found by the second through the shared directory, if it took long enough
+    to be worth reading back; no temporary file is left."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    memo = OperatorMemo(10_000_000, min_seconds=0.0)
+    memo.share(str(tmp_path), 1_000_000)
+    value = pd.Series(np.arange(1000.0), name="amount")
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(1, mp_context=ctx) as first:
+        assert first.submit(_put_in_process, memo, ("fit", "costly"), value, 1.0).result() == 1
+        # cheaper than SHARE_MIN_SECONDS: kept in that process only
+        assert first.submit(_put_in_process, memo, ("fit", "cheap"), value, 0.001).result() == 1
+    with ProcessPoolExecutor(1, mp_context=ctx) as second:
+        found, got, shared_hits = second.submit(_get_in_process, memo, ("fit", "costly")).result()
+        assert found and shared_hits == 1
+        pd.testing.assert_series_equal(got, value)
+        assert not second.submit(_get_in_process, memo, ("fit", "cheap")).result()[0]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_shared_pieces_respect_the_quota_and_unreadable_files_are_misses(tmp_path):
+    """Two memos on one directory stand for two processes."""
+    a = OperatorMemo(10_000_000, min_seconds=0.0)
+    b = OperatorMemo(10_000_000, min_seconds=0.0)
+    for memo in (a, b):
+        memo.share(str(tmp_path), 2_000)  # bytes each may write
+    a.put("k1", np.zeros(100), nbytes=800, seconds=1.0)  # ~1 KB pickled: written
+    a.put("k2", np.zeros(1000), nbytes=8_000, seconds=1.0)  # over a's quota
+    assert a.stats["shared_written"] == 1
+    assert b.get("k1")[0] and not b.get("k2")[0]
+    # a kind one process found costly is looked up by the other
+    a.observe(("fit", "StringEncoder", "title"), 1.0)
+    assert b.worth_looking_up(("fit", "StringEncoder", "title"))
+    assert not b.worth_looking_up(("fit", "ToFloat", "amount"))
+    # a torn or foreign file is a miss, never an error
+    with open(a._shared_path("k3"), "wb") as f:
+        f.write(b"not a pickle")
+    assert b.get("k3") == (False, None)
+
+
+def test_process_executor_shares_columns_and_scores_equal_skrub(tmp_path):
+    """The process executor with the shared memo directory: scores equal
+    skrub's, and the directory goes with the session."""
+    from stratumlite.runtime.session import Session
+
+    df = frame()
+    ops = pipelines(df, lambda: skrub.StringEncoder(n_components=3, random_state=0))
+    config = stratumlite.Config(verbose=0, executor="processes", n_workers=2,
+                                state_dir=tmp_path, lineage=False)
+    tables = stratumlite.cross_validate_many(ops, cv=CV, scoring="r2", config=config,
+                                             verbose=0)
+    for op, table in zip(ops, tables):
+        expected = op.skb.cross_validate(cv=CV, scoring="r2")["test_score"]
+        np.testing.assert_allclose(table["test_score"], expected, rtol=1e-12)
+    with Session(config) as session:
+        shared = session.memo.shared_dir
+        assert shared is not None and os.path.isdir(shared)
+    assert not os.path.exists(shared)
+
+
+def test_a_fitted_vectorizer_shipped_to_another_process_finds_its_transforms():
+    """The fit key travels with each fitted column transformer (pickled with
+    it): a copy of the fitted vectorizer, as a worker process receives it for
+    its predictions, finds the column transforms the original stored."""
+    df = frame().drop(columns="target")
+    memo = OperatorMemo(100_000_000, min_seconds=0.0)
+    with memo_scope(memo):
+        fitted = vectorizer().fit(df)
+        expected = fitted.transform(df)
+        hits = memo.stats["hits"]
+        shipped = pickle.loads(pickle.dumps(fitted))
+        got = shipped.transform(df)
+    assert memo.stats["hits"] - hits >= df.shape[1]  # every column's transform
+    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(got, vectorizer().fit(df).transform(df))

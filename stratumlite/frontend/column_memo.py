@@ -47,9 +47,29 @@ __all__ = ["install"]
 _ORIGINAL_FIT = _atec._fit_transform_column
 _ORIGINAL_TRANSFORM = _atec._transform_column
 
-# fitted column transformer -> the memo key of the fit that produced it
+# fitted column transformer -> the memo key of the fit that produced it. The key
+# also travels with the object (an attribute, pickled with it): a fitted
+# vectorizer shipped to another worker process for its predictions finds its
+# columns' transforms in the memo there too
 _FIT_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FIT_KEYS_LOCK = threading.Lock()
+_FIT_KEY_ATTR = "_stratumlite_memo_fit_key"
+
+
+def _remember_fit_key(fitted, key) -> None:
+    try:
+        object.__setattr__(fitted, _FIT_KEY_ATTR, key)
+    except (AttributeError, TypeError):  # no __dict__: this process only
+        with _FIT_KEYS_LOCK:
+            _FIT_KEYS[fitted] = key
+
+
+def _fit_key_of(transformer):
+    key = getattr(transformer, _FIT_KEY_ATTR, None)
+    if key is None:
+        with _FIT_KEYS_LOCK:
+            key = _FIT_KEYS.get(transformer)
+    return key
 # the last ``y`` fingerprinted, per thread: one step passes one y to every column
 _LOCAL = threading.local()
 
@@ -178,8 +198,7 @@ def _memo_fit_transform_column(column, y, columns_to_handle, transformer, allow_
         if key is None:
             return name, outputs, fitted
     if fitted is not None:
-        with _FIT_KEYS_LOCK:
-            _FIT_KEYS[fitted] = key
+        _remember_fit_key(fitted, key)
     memo.put(key, (name, tuple(outputs), fitted), _nbytes(outputs), seconds)
     return name, outputs, fitted
 
@@ -197,8 +216,7 @@ def _memo_transform_column(column, transformer, kwargs):
     memo = current_memo()
     if memo is None or kwargs or transformer is None:
         return _ORIGINAL_TRANSFORM(column, transformer, kwargs)
-    with _FIT_KEYS_LOCK:
-        fit_key = _FIT_KEYS.get(transformer)
+    fit_key = _fit_key_of(transformer)
     if fit_key is None:  # not fitted through the memo: no content key for it
         return _ORIGINAL_TRANSFORM(column, transformer, kwargs)
     kind = _kind("transform", transformer, column)

@@ -547,6 +547,13 @@ class ProcessExecutor:
         here, one at a time, see the class docstring)."""
         self._warming.join()
 
+    def scratch_dir(self, name: str) -> Path:
+        """A directory the workers and this process share (on the memory file
+        system where there is one), removed with the executor."""
+        path = self._dir / name
+        path.mkdir(exist_ok=True)
+        return path
+
     def _store(self, ref: str, blob: bytes) -> None:
         tmp = self._dir / f".{ref}.{uuid.uuid4().hex[:6]}"
         tmp.write_bytes(blob)

@@ -52,8 +52,9 @@ class Session:
         self.run_id: str | None = None
         self.cache = cache if cache is not None else _default_cache(self.config)
         memo_bytes = self.config.memory_split[1]
-        # local worker processes each keep a memo: they share the budget
-        share = self.config.workers if self.config.executor == "processes" else 1
+        # local worker processes each keep a memo, and write pieces for the
+        # others to a shared directory (see ``executor``): they share the budget
+        share = 2 * self.config.workers if self.config.executor == "processes" else 1
         self.memo = OperatorMemo(memo_bytes, worker_bytes=memo_bytes // share) \
             if memo_bytes else None
         self.values: dict[str, Any] = values if values is not None else _default_pool(self.config)
@@ -99,6 +100,9 @@ class Session:
         if self._executor is None:
             self._executor = make_executor(self.config.executor, self.config.workers,
                                            self.config)
+            scratch = getattr(self._executor, "scratch_dir", None)
+            if scratch is not None and self.memo is not None:
+                self.memo.share(scratch("memo"), self.memo.worker_bytes)
         return self._executor
 
     # --- binding & requests -------------------------------------------------

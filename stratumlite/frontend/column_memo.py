@@ -26,8 +26,11 @@ transformer class on a column) is only looked up once one of its pieces was
 that costly: fingerprinting a cheap column costs as much as computing it, and
 its lookup could only miss. The fitted column
 transformers a memo hit returns are the very objects the first fit produced (they
-are only read afterwards), and results are identical to skrub's: the tests
-compare vectorizer outputs and search scores with and without the memo.
+are only read afterwards; in another worker process, a copy read from the
+directory the workers share, see :mod:`stratumlite.runtime.memo`). Each carries
+the key of its fit, pickled with it, so its transforms are found wherever it is
+shipped. Results are identical to skrub's: the tests compare vectorizer outputs
+and search scores with and without the memo.
 """
 
 from __future__ import annotations

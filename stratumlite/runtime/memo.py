@@ -143,11 +143,8 @@ class OperatorMemo:
             self.stats["hits"] += 1
             self.stats["shared_hits"] += 1
             self.stats["seconds_saved"] += seconds
-            if key not in self._entries and nbytes <= self.max_bytes:
-                self._entries[key] = (value, nbytes, seconds)
-                self.bytes += nbytes
-                if self.bytes > self.max_bytes:
-                    self._evict()
+            if nbytes <= self.max_bytes:
+                self._insert(key, value, nbytes, seconds)
             return True, value
 
     def put(self, key: Hashable, value: Any, nbytes: int, seconds: float) -> bool:
@@ -158,28 +155,35 @@ class OperatorMemo:
         with self._lock:
             if key in self._entries:
                 return True
-            self._entries[key] = (value, nbytes, seconds)
-            self.bytes += nbytes
+            self._insert(key, value, nbytes, seconds)
             self.stats["stored"] += 1
-            if self.bytes > self.max_bytes:
-                self._evict()
             stored = key in self._entries
         if self.shared_dir and seconds >= self.SHARE_MIN_SECONDS \
                 and nbytes / self.SHARE_READ_BYTES_PER_SECOND < seconds / 2:
             self._write_shared(key, value, nbytes, seconds)
         return stored
 
+    def _insert(self, key: Hashable, value: Any, nbytes: int, seconds: float) -> None:
+        """Add an entry, evicting the least valuable over budget (lock held)."""
+        if key in self._entries:
+            return
+        self._entries[key] = (value, nbytes, seconds)
+        self.bytes += nbytes
+        if self.bytes > self.max_bytes:
+            self._evict()
+
     # --- the directory shared by worker processes ------------------------------
-    def _shared_path(self, key: Hashable) -> str:
-        import xxhash
-
-        return os.path.join(self.shared_dir, xxhash.xxh3_128_hexdigest(repr(key).encode()))
-
-    def _kind_path(self, kind: Hashable) -> str:
+    def _path(self, prefix: str, item: Hashable) -> str:
         import xxhash
 
         return os.path.join(self.shared_dir,
-                            "kind-" + xxhash.xxh3_128_hexdigest(repr(kind).encode()))
+                            prefix + xxhash.xxh3_128_hexdigest(repr(item).encode()))
+
+    def _shared_path(self, key: Hashable) -> str:
+        return self._path("", key)
+
+    def _kind_path(self, kind: Hashable) -> str:
+        return self._path("kind-", kind)
 
     def _write_shared(self, key: Hashable, value: Any, nbytes: int, seconds: float) -> None:
         """Best effort: a piece that cannot be written stays in this process."""

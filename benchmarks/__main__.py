@@ -47,7 +47,8 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("scaling", parents=[common], help="flights at growing row counts")
     p.add_argument("--rows", default="25000,100000,336776")
-    p.add_argument("--systems", default="stratumlite_cold,skrub_n2")
+    p.add_argument("--systems",
+                   default="skrub_n1,skrub_n1_1t,stratumlite_cold,dedup_bound")
 
     p = sub.add_parser("compile", parents=[common], help="frontend + optimizer time")
     p.add_argument("--sizes", default="1000,5000,10000")

@@ -122,3 +122,16 @@ def test_one_thread_skrub_is_the_preferred_score_reference():
     assert harness.reference_system(["skrub_n1", "skrub_n1_1t", "stratumlite_cold"]) \
         == "skrub_n1_1t"
     assert harness.reference_system(["skrub_n2", "skrub_n1"]) == "skrub_n1"
+
+
+def test_scaling_reports_speed_ups_over_skrub_and_distance_to_the_bound():
+    pairs = harness.scaling_ratio_pairs(
+        ["stratumlite_cold", "skrub_n1", "skrub_n1_1t", "stratumlite_cold_processes",
+         "dedup_bound"])
+    # skrub over stratumlite (> 1 = faster), never the inverse; the one-thread
+    # skrub run is the score reference, not a timing peer
+    assert pairs == [("skrub_n1", "stratumlite_cold"),
+                     ("skrub_n1", "stratumlite_cold_processes"),
+                     ("stratumlite_cold", "dedup_bound"),
+                     ("stratumlite_cold_processes", "dedup_bound")]
+    assert harness.scaling_ratio_pairs(["stratumlite_cold"]) == []

@@ -67,7 +67,7 @@ class SearchEngine:
     """Answers ``PlanPipeline`` evaluations from one session (see module doc)."""
 
     def __init__(self, data_op, environment: dict, session: Session, X, y,
-                 plan: Plan | None = None):
+                 plan: Plan | None = None, bindings: dict | None = None):
         self.data_op = data_op
         self.plan = plan if plan is not None else frontend.to_plan(data_op)
         self.environment = environment
@@ -77,7 +77,10 @@ class SearchEngine:
         self.n_rows = _n_rows(X)
         # what the rows index into: the X and y nodes (and their data)
         self.rows_of = _rows_key(self.plan, self.base)
-        self._bindings: dict[tuple, Binding] = {}
+        # fold bindings by rows key; engines whose rows index the same X and y
+        # (same ``rows_of``) may share one dict, so each fold's rows are taken
+        # from the data once (``cross_validate_many``)
+        self._bindings: dict[str, Binding] = bindings if bindings is not None else {}
         self._outputs: dict[tuple, Node] = {}
         self.failed: dict[str, BaseException] = {}
         self.operator_selection: dict[str, list] = {}
@@ -571,6 +574,7 @@ def cross_validate_many(data_ops, environment: dict | None = None, *, cv=None,
     with Session(config, on_done=progress, kind="cross_validate_many") as session:
         groups = []
         cv_data: dict[str, tuple] = {}
+        bindings: dict[str, dict] = {}  # rows key -> the engines' shared fold bindings
         for data_op in data_ops:
             data_op = frontend.as_data_op(data_op)
             env = (frontend.fit_environment(data_op) if environment is None
@@ -590,7 +594,9 @@ def cross_validate_many(data_ops, environment: dict | None = None, *, cv=None,
                     cv_data[rows_key] = X, y, splitter
             else:
                 X, y, splitter = cv_data[rows_key]
-            engine = SearchEngine(data_op, env, session, X, y, plan)
+            engine = SearchEngine(data_op, env, session, X, y, plan,
+                                  bindings=bindings.setdefault(rows_key, {})
+                                  if rows_key is not None else None)
             estimator = adapter.PlanPipeline(data_op, _shared_env(env), adapter.shared(engine))
             cvo = check_cv(splitter if splitter is not None else cv, y,
                            classifier=is_classifier(estimator))

@@ -240,3 +240,30 @@ def test_unrelated_parameters_are_not_shared():
     search = stratumlite.make_grid_search(op, fitted=True, cv=3, refit=False, verbose=0)
     assert len(fits()) == 2 * 3  # 2 distinct scalers x 3 folds (not x 2 alphas)
     assert search.stats_["fits_executed"] == 2 * 3 + 4 * 3
+
+
+def test_cross_validate_many_takes_each_fold_from_the_data_once(monkeypatch):
+    """Pipelines over the same X and y share their fold bindings: a fold's rows
+    are taken from the data once however many pipelines read them, and the
+    scores stay skrub's."""
+    from stratumlite import search as search_module
+
+    takes = []
+    original = search_module._safe_indexing
+
+    def counting(data, rows):
+        takes.append(len(rows))
+        return original(data, rows)
+
+    monkeypatch.setattr(search_module, "_safe_indexing", counting)
+    models = [Ridge(alpha=0.1), Ridge(alpha=10.0), Lasso(alpha=0.1)]
+    stratumlite.cross_validate_many([_separately_built(models[0])], cv=3, verbose=0)
+    alone = len(takes)
+    assert alone > 0
+    takes.clear()
+    ops = [_separately_built(m) for m in models]
+    tables = stratumlite.cross_validate_many(ops, cv=3, verbose=0)
+    assert len(takes) == alone
+    for table, op in zip(tables, ops):
+        expected = op.skb.cross_validate(cv=3)
+        np.testing.assert_allclose(table["test_score"], expected["test_score"], rtol=1e-12)

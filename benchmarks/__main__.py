@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="1000,5000,10000")
     p.add_argument("--fingerprint-rows", type=int, default=1_000_000)
 
-    p = sub.add_parser("report", help="re-render (and merge) saved runtime runs")
+    p = sub.add_parser("report", help="re-render (and merge) saved runtime, agents, run or "
+                                      "scaling runs")
     p.add_argument("json", nargs="+",
                    help="benchmarks/results/run-*.json files; run-X.json:0,2 keeps reps 0, 2")
 

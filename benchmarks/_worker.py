@@ -117,6 +117,7 @@ class MemorySampler:
         self.peak_pss = 0
         self.peak_shm = 0
         self._samples = 0
+        self.cpu_seconds = 0.0  # this thread's CPU time, set when it stops
         self._old_shm = _shm_dirs()  # left by other runs: not this one's
         self.sched: dict[str, tuple[int, int]] = {}  # tid -> (ns on CPU, ns runnable waiting)
         self._lock = threading.Lock()
@@ -186,6 +187,8 @@ class MemorySampler:
             self.sample()
             self.sample_sched()
             self._stop.wait(self.interval)
+        # what the sampling itself cost: CPU the measured run could not use
+        self.cpu_seconds = time.thread_time()
 
 
 def _shutdown_loky():
@@ -662,6 +665,7 @@ def main(argv=None) -> dict:
         "peak_tree_rss_sampled": sampler.peak,
         "peak_tree_pss_sampled": sampler.peak_pss or None,
         "peak_shm_sampled": sampler.peak_shm,
+        "sampler_cpu_seconds": sampler.cpu_seconds,
         "pid": os.getpid(),
         "loadavg_end": list(os.getloadavg()),
     })

@@ -457,6 +457,7 @@ def plot_ratios(title: str, groups: dict[str, dict[str, float]], stamp: str, com
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     fig.tight_layout()
+    RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{command}-{stamp}.png"
     fig.savefig(path, dpi=110)
     shutil.copyfile(path, RESULTS / f"latest-{command}.png")
@@ -925,15 +926,23 @@ def cmd_scaling(rows_list: list[int], reps: int, systems: list[str],
     machine = machine_info()
     example = "flights_runtime"
     by_rows = {}
-    problems = []
     for rows in rows_list:
         runs = run_search_session([example], systems, reps, {example: rows},
                                   explain=False, timeout=timeout, log=log)[example]
         fill_skrub_fits(runs)
+        by_rows[rows] = runs
+    return render_scaling(by_rows, systems, machine, list(os.getloadavg()), reps, stamp, log)
+
+
+def render_scaling(by_rows: dict[int, dict], systems: list[str], machine: dict, end_load,
+                   reps: int, stamp: str, log=_eprint, note: str = "") -> int:
+    """The scaling section (times, speed-ups, growth exponents, score check)
+    from ``{rows: {system: [result per repetition]}}``."""
+    by_rows = dict(sorted(by_rows.items()))
+    problems = []
+    for rows, runs in by_rows.items():
         ref = reference_system(runs)
         problems += [f"{rows} rows: {p}" for p in (check_scores(runs, ref) if ref else [])]
-        by_rows[rows] = runs
-    end_load = list(os.getloadavg())
     pairs = scaling_ratio_pairs(systems)
     lines = ["| rows sampled | " + " | ".join(systems)
              + "".join(f" | {a} / {b}" for a, b in pairs) + " |",
@@ -958,7 +967,7 @@ def cmd_scaling(rows_list: list[int], reps: int, systems: list[str],
             cells.append(f"{math.log(tb / ta) / math.log(b / a):.2f}" if ta and tb else "—")
         growth.append(f"| {a:,} → {b:,} | " + " | ".join(cells) + " |")
     md = ["## Scaling: the flights runtime search at growing row counts\n",
-          machine_markdown(machine, end_load),
+          machine_markdown(machine, end_load) + note,
           f"\n{reps} repetition(s) per size; rows sampled from the 336,776-row flights "
           "table before cancelled flights are dropped.\n",
           "\n".join(lines), "\n".join(growth)]
@@ -970,11 +979,27 @@ def cmd_scaling(rows_list: list[int], reps: int, systems: list[str],
                                             "split (rtol 1e-9)."))
     else:
         md.append(f"\n{NOT_CHECKED}")
-    payload = {"command": "scaling", "machine": machine, "reps": reps, "rows": rows_list,
+    payload = {"command": "scaling", "machine": machine, "reps": reps, "rows": list(by_rows),
                "systems": systems, "runs": {str(k): v for k, v in by_rows.items()}}
     plot = {f"{r:,}": {f"{a} / {b}": median(per_rep_ratios(runs, a, b)) for a, b in pairs}
             for r, runs in by_rows.items()} if pairs else None
     return _finish("scaling", payload, "\n".join(md), problems, stamp, plot, log=log)
+
+
+def _report_scaling(paths: list[str], payloads: list[dict], log=_eprint) -> int:
+    """Scaling runs merged: each row count from the later file that measured it
+    (a size re-measured on a quiet machine replaces the earlier one)."""
+    by_rows: dict[int, dict] = {}
+    systems: list[str] = []
+    for p in payloads:
+        by_rows.update({int(k): v for k, v in p["runs"].items()})
+        systems += [s for s in p["systems"] if s not in systems]
+    systems = [s for s in systems if all(s in runs for runs in by_rows.values())]
+    reps = min(len(r) for runs in by_rows.values() for r in runs.values() if r)
+    note = _merged_note(paths, payloads)
+    return render_scaling(by_rows, systems, payloads[0]["machine"],
+                          payloads[-1].get("machine_end_loadavg"), reps, timestamp(), log,
+                          note=note)
 
 
 def cmd_compile(sizes: list[int], reps: int, fingerprint_rows: int,
@@ -1060,10 +1085,13 @@ def cmd_report(paths: list[str], log=_eprint) -> int:
                                for k, v in payload["runs"].items()}
         payloads.append(payload)
     commands = {p["command"] for p in payloads}
-    if len(commands) != 1 or not commands <= {"runtime", "agents", "run"}:
-        raise SystemExit("report: runtime, agents or run results (one kind at a time)")
+    if len(commands) != 1 or not commands <= {"runtime", "agents", "run", "scaling"}:
+        raise SystemExit("report: runtime, agents, run or scaling results (one kind at a "
+                         "time)")
     if commands == {"run"}:
         return _report_run(paths, payloads, log)
+    if commands == {"scaling"}:
+        return _report_scaling(paths, payloads, log)
     if len({p["rows"] for p in payloads}) != 1:
         raise SystemExit("report: the runs have different row counts")
     runs: dict[str, list] = {}

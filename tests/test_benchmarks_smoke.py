@@ -135,3 +135,45 @@ def test_scaling_reports_speed_ups_over_skrub_and_distance_to_the_bound():
                      ("stratumlite_cold", "dedup_bound"),
                      ("stratumlite_cold_processes", "dedup_bound")]
     assert harness.scaling_ratio_pairs(["stratumlite_cold"]) == []
+
+
+def test_scaling_report_merges_runs_size_by_size(skrub_tiny, tmp_path, monkeypatch):
+    """``python -m benchmarks report`` on scaling runs: a row count measured
+    again in a later file replaces the earlier one; the table shows the
+    speed-up over skrub; a stratumlite score that differs from skrub's is a
+    mismatch."""
+    monkeypatch.setattr(harness, "REPO", tmp_path)
+    monkeypatch.setattr(harness, "RESULTS", tmp_path / "results")
+
+    def result(wall, doctored=False):
+        r = copy.deepcopy(skrub_tiny)
+        r["wall_seconds"] = wall
+        if doctored:
+            first = r["results"]["rows"][0]["scores"]
+            for k in first:
+                first[k] = (first[k] or 0.0) * (1 + 1e-6) + 1e-9
+        return r
+
+    def payload(rows_walls, doctored=False):
+        runs = {str(rows): {"skrub_n1": [result(skrub)],
+                            "stratumlite_cold": [result(ours, doctored)]}
+                for rows, (skrub, ours) in rows_walls.items()}
+        return {"command": "scaling", "machine": harness.machine_info(), "reps": 1,
+                "rows": list(rows_walls), "systems": ["skrub_n1", "stratumlite_cold"],
+                "runs": runs}
+
+    old = payload({1000: (10.0, 8.0), 2000: (20.0, 4.0)}, doctored=True)
+    new = payload({1000: (12.0, 3.0)})
+    paths = []
+    for name, p in (("old", old), ("new", new)):
+        path = tmp_path / f"run-{name}.json"
+        path.write_text(harness.json.dumps(p))
+        paths.append(str(path))
+    lines = []
+    status = harness.cmd_report(paths, log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    text = "\n".join(lines)
+    assert "| 1,000 | 12.0 s | 3.00 s | 4.00x |" in text  # the later file's 1,000 rows
+    assert "| 2,000 | 20.0 s | 4.00 s | 5.00x |" in text  # kept from the earlier file
+    assert "MISMATCH" in text and status == 2  # 2,000 rows' doctored scores
+    status = harness.cmd_report(paths[1:], log=lambda *a, **k: None)
+    assert status == 0

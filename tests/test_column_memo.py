@@ -16,6 +16,7 @@ import pandas as pd
 import polars as pl
 import pytest
 import skrub
+from sklearn.base import clone
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 
@@ -422,3 +423,124 @@ def test_a_fitted_vectorizer_shipped_to_another_process_finds_its_transforms():
     assert memo.stats["hits"] - hits >= df.shape[1]  # every column's transform
     pd.testing.assert_frame_equal(got, expected)
     pd.testing.assert_frame_equal(got, vectorizer().fit(df).transform(df))
+
+
+# ------------------------------------- the vectorizer's preprocessing, reused whole
+
+
+class RecordingMemo(OperatorMemo):
+    """An operator memo that records, per lookup, the piece's kind and whether
+    it was found."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lookups: list[tuple] = []
+
+    def get(self, key):
+        found, value = super().get(key)
+        self.lookups.append((key[0], key[1], found))
+        return found, value
+
+
+def _preprocessing_lookups(memo, phase):
+    from stratumlite.frontend.column_memo import _PREPROCESSING
+
+    return [found for kind, what, found in memo.lookups
+            if kind == phase and what == _PREPROCESSING]
+
+
+def _fitted_state(tv):
+    return (tv.all_outputs_, tv.feature_names_in_, tv.n_features_in_,
+            {k: list(v) for k, v in tv.kind_to_columns_.items()}, tv.column_to_kind_,
+            tv.input_to_outputs_, tv.output_to_input_,
+            {c: [repr(t) for t in steps] for c, steps in tv.all_processing_steps_.items()},
+            [name for name, _ in tv._pipeline.steps])
+
+
+@pytest.mark.parametrize("lib", ["pandas", "polars"])
+def test_vectorizers_differing_in_encoders_share_their_preprocessing(lib):
+    """Two vectorizers that differ in their encoders only run their
+    preprocessing once on a table: the second gets the first's fitted steps and
+    output (and, transforming a new table, the first's preprocessed table). Each
+    vectorizer's outputs and fitted state equal skrub's; its pipeline stays a
+    plain scikit-learn Pipeline that pickles and transforms alike."""
+    import pickle as _pickle
+
+    from sklearn.pipeline import Pipeline
+
+    df = frame().drop(columns="target")
+    train, test = df.iloc[:60], df.iloc[60:]
+    if lib == "polars":
+        train, test = pl.from_pandas(train), pl.from_pandas(test)
+    encoders = [lambda: skrub.StringEncoder(n_components=3, random_state=0),
+                lambda: skrub.MinHashEncoder(n_components=4)]
+    expected = []
+    for enc in encoders:
+        tv = vectorizer(enc())
+        expected.append((tv, tv.fit_transform(train), tv.transform(test)))
+    memo = RecordingMemo(100_000_000, min_seconds=0.0)
+    got = []
+    with memo_scope(memo):
+        for enc in encoders:
+            tv = vectorizer(enc())
+            got.append((tv, tv.fit_transform(train), tv.transform(test)))
+    # first vectorizer: stored without a lookup (nothing of its kind yet); second: found
+    assert _preprocessing_lookups(memo, "fit") == [True]
+    assert _preprocessing_lookups(memo, "transform") == [True]
+    first, second = got[0][0], got[1][0]
+    assert all(a is b for a, b in zip(first._preprocessors, second._preprocessors))
+    for (exp_tv, exp_fit, exp_test), (tv, out_fit, out_test) in zip(expected, got):
+        for exp, out in ((exp_fit, out_fit), (exp_test, out_test)):
+            if lib == "pandas":
+                pd.testing.assert_frame_equal(exp, out)
+            else:
+                assert exp.equals(out) and exp.columns == out.columns
+        assert _fitted_state(tv) == _fitted_state(exp_tv)
+        assert type(tv._pipeline) is Pipeline and "fit_transform" not in vars(tv._pipeline)
+        # pickled (a worker process, a saved learner) and used outside any memo
+        copy = _pickle.loads(_pickle.dumps(tv))
+        if lib == "pandas":
+            pd.testing.assert_frame_equal(copy.transform(test), exp_test)
+        else:
+            assert copy.transform(test).equals(exp_test)
+
+
+def test_other_preprocessing_or_another_table_is_not_shared():
+    """Different preprocessing parameters, or another table, miss; outputs
+    equal skrub's."""
+    df = frame().drop(columns="target")
+    other = df.assign(amount=df["amount"] + 1)
+    memo = RecordingMemo(100_000_000, min_seconds=0.0)
+    cases = [(vectorizer(), df),
+             (skrub.TableVectorizer(high_cardinality=skrub.StringEncoder(
+                 n_components=3, random_state=0), cardinality_threshold=5,
+                 null_strings=["n/a"]), df),
+             (vectorizer(), other)]
+    with memo_scope(memo):
+        outs = [tv.fit_transform(t) for tv, t in cases]
+    assert _preprocessing_lookups(memo, "fit") == [False, False]
+    for (tv, t), out in zip(cases, outs):
+        pd.testing.assert_frame_equal(out, clone(tv).fit_transform(t))
+
+
+def test_vectorizer_search_scores_equal_skrub_when_preprocessing_is_shared():
+    """Pipelines over the same table that differ in their high-cardinality
+    encoder (an agent's batch): scores equal skrub's, threads and processes."""
+    df = frame()
+
+    def build(encoder):
+        data = skrub.var("data", df)
+        X = data.drop(columns="target").skb.mark_as_X()
+        y = data["target"].skb.mark_as_y()
+        return X.skb.apply(vectorizer(encoder)).skb.apply(Ridge(alpha=10.0), y=y)
+
+    ops = [build(skrub.StringEncoder(n_components=3, random_state=0)),
+           build(skrub.MinHashEncoder(n_components=4)),
+           build(skrub.StringEncoder(n_components=2, random_state=0))]
+    for executor in ("threads", "processes"):
+        config = stratumlite.Config(verbose=0, executor=executor, n_workers=2)
+        tables = stratumlite.cross_validate_many(ops, cv=CV, scoring="r2", config=config,
+                                                 verbose=0)
+        for op, table in zip(ops, tables):
+            expected = op.skb.cross_validate(cv=CV, scoring="r2")["test_score"]
+            np.testing.assert_allclose(table["test_score"], expected, rtol=1e-12)

@@ -31,6 +31,11 @@ directory the workers share, see :mod:`stratumlite.runtime.memo`). Each carries
 the key of its fit, pickled with it, so its transforms are found wherever it is
 shipped. Results are identical to skrub's: the tests compare vectorizer outputs
 and search scores with and without the memo.
+
+One level up, a ``TableVectorizer``'s preprocessing steps (cleaning and type
+conversion, before the encoders) are reused whole between vectorizers that
+differ only in their encoders: see "TableVectorizer's preprocessing, reused
+whole" below (agent batch: the dedup bound's vectorizer task-seconds 8.0 -> 6.4).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import time
 import weakref
 
 from skrub import _apply_to_each_col as _atec
+from skrub._table_vectorizer import TableVectorizer as _TableVectorizer
 
 from ..canonical import is_unique_token, tokenize
 from ..runtime.memo import current_memo
@@ -49,6 +55,9 @@ __all__ = ["install"]
 
 _ORIGINAL_FIT = _atec._fit_transform_column
 _ORIGINAL_TRANSFORM = _atec._transform_column
+_ORIGINAL_MAKE_PIPELINE = _TableVectorizer._make_pipeline
+# the method without its ``set_output`` wrapper (install wraps the memo's own)
+_ORIGINAL_VECTORIZER_TRANSFORM = _TableVectorizer.transform.__wrapped__
 
 # fitted column transformer -> the memo key of the fit that produced it. The key
 # also travels with the object (an attribute, pickled with it): a fitted
@@ -240,10 +249,160 @@ def _memo_transform_column(column, transformer, kwargs):
     return outputs
 
 
+# --------------------------------------------------------------------------
+# TableVectorizer's preprocessing, reused whole
+#
+# A ``TableVectorizer`` is one scikit-learn pipeline: preprocessing steps
+# (``CheckInputDataFrame``, ``CleanNullStrings``, ``DropUninformative``,
+# ``ToDatetime``, ``ToFloat``, ``CleanCategories``, ``ToStr``; their parameters
+# come from the vectorizer's ``drop_*``, ``datetime_format``, ``null_strings``
+# and ``specific_transformers``), then the encoders, then a last ``ToFloat``.
+# Vectorizers that differ in their encoders only (a ``MinHashEncoder`` instead of
+# a ``StringEncoder``, another ``cardinality_threshold``) run the same
+# preprocessing on the same table. Column by column it is cheap (about a
+# millisecond a column, below what the column memo stores), but over 45 columns
+# and seven steps, each rebuilding the table, it is most of what such a
+# vectorizer costs on a few thousand rows. So the memo also keeps the
+# preprocessing's output table and fitted steps whole, keyed by the tokens of the
+# unfitted steps, the input table (values and index) and ``y``; and, for a
+# vectorizer fitted that way, its preprocessing's output on a table it
+# transforms. The encoders still run (through the column memo), and the fitted
+# vectorizer holds a plain scikit-learn pipeline whose preprocessing steps are
+# the very objects the first fit produced.
+
+_PREPROCESSING_KEY_ATTR = "_stratumlite_memo_preprocessing_key"
+_PREPROCESSING = "TableVectorizer preprocessing"
+
+
+def _steps_token(steps) -> tuple | None:
+    """Tokens of the *unfitted* preprocessing steps (None: not reusable)."""
+    tokens = []
+    for _, est in steps:
+        token = _transformer_token(est)
+        if token is None:
+            return None
+        tokens.append(token)
+    return tuple(tokens)
+
+
+def _preprocessing_key(steps_token, X, y) -> tuple | None:
+    """The memo key of fitting the preprocessing steps on ``X``."""
+    if steps_token is None:
+        return None
+    try:
+        return ("fit", _PREPROCESSING, steps_token, tokenize(X), _y_token(y))
+    except Exception:  # noqa: BLE001 - a table that cannot be fingerprinted: not reused
+        return None
+
+
+def _vectorizer_fit_transform(owner, pipeline, memo, X, y=None, **params):
+    """``pipeline.fit_transform`` of a vectorizer fitted under a memo: the
+    preprocessing from the memo (or computed and stored), the rest through the
+    pipeline itself with the preprocessing steps marked ``"passthrough"``."""
+    del pipeline.fit_transform  # the instance attribute: Pipeline's own again
+    n = len(owner._preprocessors)
+    head = list(pipeline.steps[:n])
+    if params or [est for _, est in head] != list(owner._preprocessors):
+        return pipeline.fit_transform(X, y=y, **params)
+    from sklearn.pipeline import Pipeline
+
+    kind = ("fit", _PREPROCESSING)
+    # the steps' tokens before they are fitted (in place, below)
+    steps_token = _steps_token(head)
+    key, found = None, False
+    if memo.worth_looking_up(kind):
+        key = _preprocessing_key(steps_token, X, y)
+        if key is not None:
+            found, value = memo.get(key)
+    if found:
+        fitted, Xt = value
+    else:
+        start = time.perf_counter()
+        # a plain pipeline of the same steps: fitted in place (no memory: not
+        # cloned), exactly as the vectorizer's pipeline fits them
+        Xt = Pipeline(head).fit_transform(X, y)
+        fitted = tuple(est for _, est in head)
+        seconds = time.perf_counter() - start
+        memo.observe(kind, seconds)
+        if seconds >= memo.min_seconds:
+            key = key or _preprocessing_key(steps_token, X, y)
+            if key is not None:
+                memo.put(key, (fitted, Xt), estimate_nbytes(Xt), seconds)
+    names = [name for name, _ in head]
+    pipeline.steps = [(name, "passthrough") for name in names] + list(pipeline.steps[n:])
+    try:
+        out = pipeline.fit_transform(Xt, y)
+    finally:
+        pipeline.steps = list(zip(names, fitted)) + list(pipeline.steps[n:])
+    owner._preprocessors = list(fitted)
+    if key is not None:
+        object.__setattr__(owner, _PREPROCESSING_KEY_ATTR, key)
+    return out
+
+
+def _memo_make_pipeline(self):
+    _ORIGINAL_MAKE_PIPELINE(self)
+    memo = current_memo()
+    # the vectorizer's own class only: a subclass may fit differently
+    if memo is not None and type(self) is _TableVectorizer:
+        import functools
+
+        # an instance attribute shadowing Pipeline.fit_transform for this one
+        # call (it deletes itself): the fitted pipeline stays a plain Pipeline
+        self._pipeline.fit_transform = functools.partial(
+            _vectorizer_fit_transform, self, self._pipeline, memo)
+
+
+def _memo_vectorizer_transform(self, X):
+    """``TableVectorizer.transform``; the preprocessing's output from the memo
+    when this vectorizer was fitted through it."""
+    memo = current_memo()
+    fit_key = getattr(self, _PREPROCESSING_KEY_ATTR, None)
+    if memo is None or fit_key is None or type(self) is not _TableVectorizer:
+        return _ORIGINAL_VECTORIZER_TRANSFORM(self, X)
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(self, "transformers_")
+    n = len(self._preprocessors)
+    head, tail = self._pipeline.steps[:n], self._pipeline.steps[n:]
+    kind = ("transform", _PREPROCESSING)
+    key, found = None, False
+    if memo.worth_looking_up(kind):
+        key = _transform_key(fit_key, X)
+        if key is not None:
+            found, Xt = memo.get(key)
+    if not found:
+        start = time.perf_counter()
+        # new Pipeline objects over the fitted steps: the fitted vectorizer may
+        # be transforming in another thread, its own pipeline is not touched
+        Xt = Pipeline(head).transform(X)
+        seconds = time.perf_counter() - start
+        memo.observe(kind, seconds)
+        if seconds >= memo.min_seconds:
+            key = key or _transform_key(fit_key, X)
+            if key is not None:
+                memo.put(key, Xt, estimate_nbytes(Xt), seconds)
+    return Pipeline(tail).transform(Xt)
+
+
+def _transform_key(fit_key, X) -> tuple | None:
+    try:
+        return ("transform", _PREPROCESSING, fit_key, tokenize(X))
+    except Exception:  # noqa: BLE001 - a table that cannot be fingerprinted: not reused
+        return None
+
+
 def install() -> None:
-    """Route skrub's per-column fit and transform through the memo (idempotent)."""
+    """Route skrub's per-column fit and transform, and the vectorizer's
+    preprocessing, through the memo (idempotent)."""
+    from sklearn.utils._set_output import _wrap_method_output
+
     _atec._fit_transform_column = _memo_fit_transform_column
     _atec._transform_column = _memo_transform_column
+    _TableVectorizer._make_pipeline = _memo_make_pipeline
+    # wrapped for ``set_output`` as the class's own method is
+    _TableVectorizer.transform = _wrap_method_output(_memo_vectorizer_transform, "transform")
 
 
 install()

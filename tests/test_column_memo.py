@@ -544,3 +544,29 @@ def test_vectorizer_search_scores_equal_skrub_when_preprocessing_is_shared():
         for op, table in zip(ops, tables):
             expected = op.skb.cross_validate(cv=CV, scoring="r2")["test_score"]
             np.testing.assert_allclose(table["test_score"], expected, rtol=1e-12)
+
+
+def test_a_vectorizer_refitted_outside_the_memo_does_not_reuse_its_old_preprocessing():
+    """Fitted through the memo, then fitted again on another table outside any
+    stratumlite task: its transforms under a memo are those of the new fit
+    (here the first fit dropped a constant column that the second keeps)."""
+    df = frame().drop(columns="target").assign(flag=1.0)
+    other = frame(seed=3).drop(columns="target")
+    other = other.assign(flag=np.arange(len(other)) % 2 * 1.0)
+
+    def make():
+        return skrub.TableVectorizer(
+            high_cardinality=skrub.StringEncoder(n_components=3, random_state=0),
+            cardinality_threshold=5, drop_if_constant=True)
+
+    memo = OperatorMemo(100_000_000, min_seconds=0.0)
+    tv = make()
+    with memo_scope(memo):
+        tv.fit_transform(df)
+        assert "flag" not in tv.transform(other).columns  # stored: the first fit's
+    tv.fit(other)  # no memo: an ordinary fit
+    expected = make().fit(other).transform(other)
+    assert "flag" in expected.columns
+    with memo_scope(memo):
+        got = tv.transform(other)
+    pd.testing.assert_frame_equal(got, expected)

@@ -341,6 +341,9 @@ def _vectorizer_fit_transform(owner, pipeline, memo, X, y=None, **params):
 
 
 def _memo_make_pipeline(self):
+    # a new fit: the key of an earlier fit through the memo no longer describes
+    # this vectorizer, whether or not this fit goes through the memo
+    vars(self).pop(_PREPROCESSING_KEY_ATTR, None)
     _ORIGINAL_MAKE_PIPELINE(self)
     memo = current_memo()
     # the vectorizer's own class only: a subclass may fit differently

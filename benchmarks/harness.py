@@ -468,11 +468,35 @@ def plot_ratios(title: str, groups: dict[str, dict[str, float]], stamp: str, com
 # ------------------------------------------------------------------------- search runs
 
 
+def warm_up(example: str, systems: list[str], rows: int | None,
+            timeout: float | None = None, log=print) -> str | None:
+    """One untimed run of the first stratumlite system on ``example``, its
+    result discarded: numba compiles and caches its kernels next to the
+    sources, once per checkout and signature, so the first stratumlite process
+    of a fresh checkout would otherwise pay that compilation inside a timed
+    repetition (the agent batch's first threads repetition: 18.0 s against
+    12.6-12.9 s). Returns the system warmed up (None: no stratumlite system).
+    """
+    system = next((s for s in systems if s.startswith("stratumlite")
+                   and s != "stratumlite_warm"), None)
+    if system is None:
+        return None
+    log(f"warm-up (untimed): {system} on {example}")
+    scratch = Path(tempfile.mkdtemp(prefix=f"slbench-warmup-{example}-"))
+    try:
+        run_worker(system, example, rows=rows, state_dir=str(scratch / "state"),
+                   cores=os.cpu_count() or 1, timeout=timeout, log=log)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return system
+
+
 def run_search_session(examples: list[str], systems: list[str], reps: int,
                        rows: dict[str, int | None], *, n_jobs_cache: int = 2,
                        explain: bool = True, timeout: float | None = None,
-                       log=print) -> dict:
-    """Every system on every example, ``reps`` times, interleaved.
+                       log=print, warmup: bool = True) -> dict:
+    """Every system on every example, ``reps`` times, interleaved, after one
+    untimed warm-up run per example (:func:`warm_up`).
 
     Returns ``{example: {system: [result per rep]}}``. ``stratumlite_warm``
     reuses the state dir its repetition's ``stratumlite_cold`` filled.
@@ -484,6 +508,9 @@ def run_search_session(examples: list[str], systems: list[str], reps: int,
         if "stratumlite_cold" not in systems:
             raise ValueError("stratumlite_warm needs stratumlite_cold in the same run")
         order.insert(order.index("stratumlite_cold") + 1, "stratumlite_warm")
+    if warmup:
+        for example in examples:
+            warm_up(example, systems, rows.get(example), timeout=timeout, log=log)
     for rep in range(reps):
         for example in examples:
             log(f"rep {rep + 1}/{reps}, {example}")
@@ -831,6 +858,7 @@ def cmd_agents(reps: int, rows: int | None, systems: list[str], skrub_n_jobs: in
     machine = machine_info()
     cores = machine["cores"]
     runs: dict[str, list] = {s: [] for s in systems}
+    warm_up("agents", systems, rows, timeout=timeout, log=log)
     for rep in range(reps):
         log(f"rep {rep + 1}/{reps}, agents")
         scratch = Path(tempfile.mkdtemp(prefix="slbench-agents-"))
@@ -927,8 +955,11 @@ def cmd_scaling(rows_list: list[int], reps: int, systems: list[str],
     example = "flights_runtime"
     by_rows = {}
     for rows in rows_list:
+        # one warm-up for the whole command: the kernels compiled on the first
+        # size serve the others
         runs = run_search_session([example], systems, reps, {example: rows},
-                                  explain=False, timeout=timeout, log=log)[example]
+                                  explain=False, timeout=timeout, log=log,
+                                  warmup=rows == rows_list[0])[example]
         fill_skrub_fits(runs)
         by_rows[rows] = runs
     return render_scaling(by_rows, systems, machine, list(os.getloadavg()), reps, stamp, log)

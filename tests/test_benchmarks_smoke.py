@@ -177,3 +177,17 @@ def test_scaling_report_merges_runs_size_by_size(skrub_tiny, tmp_path, monkeypat
     assert "MISMATCH" in text and status == 2  # 2,000 rows' doctored scores
     status = harness.cmd_report(paths[1:], log=lambda *a, **k: None)
     assert status == 0
+
+
+def test_a_session_starts_with_one_untimed_warm_up_of_stratumlite(tmp_path):
+    """numba compiles its kernels once per checkout: the harness pays that in an
+    untimed run before the first repetition, and never for skrub-only runs."""
+    lines = []
+    assert harness.warm_up("tiny", ["skrub_n1"], None, log=lines.append) is None
+    assert lines == []
+    warmed = harness.warm_up("tiny", ["skrub_n1", "stratumlite_warm", "stratumlite_cold"],
+                             None, timeout=600, log=lambda *a, **k: lines.append(a[0]))
+    assert warmed == "stratumlite_cold"
+    assert any("warm-up (untimed): stratumlite_cold on tiny" in str(line) for line in lines)
+    # the worker really ran (its timing line), and its result was not kept
+    assert any("stratumlite_cold" in str(line) and "wall" in str(line) for line in lines)

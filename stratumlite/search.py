@@ -573,8 +573,8 @@ def cross_validate_many(data_ops, environment: dict | None = None, *, cv=None,
     progress = _Progress(verbose, f"{len(data_ops)} pipelines")
     with Session(config, on_done=progress, kind="cross_validate_many") as session:
         groups = []
+        # rows key -> (X, y, splitter, the engines' shared fold bindings)
         cv_data: dict[str, tuple] = {}
-        bindings: dict[str, dict] = {}  # rows key -> the engines' shared fold bindings
         for data_op in data_ops:
             data_op = frontend.as_data_op(data_op)
             env = (frontend.fit_environment(data_op) if environment is None
@@ -590,13 +590,12 @@ def cross_validate_many(data_ops, environment: dict | None = None, *, cv=None,
                 if plan.meta.get("X") is not None else None
             if rows_key is None or rows_key not in cv_data:
                 X, y, splitter = adapter.compute_cv_data(data_op, env, cv)
+                bindings: dict = {}
                 if rows_key is not None:
-                    cv_data[rows_key] = X, y, splitter
+                    cv_data[rows_key] = X, y, splitter, bindings
             else:
-                X, y, splitter = cv_data[rows_key]
-            engine = SearchEngine(data_op, env, session, X, y, plan,
-                                  bindings=bindings.setdefault(rows_key, {})
-                                  if rows_key is not None else None)
+                X, y, splitter, bindings = cv_data[rows_key]
+            engine = SearchEngine(data_op, env, session, X, y, plan, bindings=bindings)
             estimator = adapter.PlanPipeline(data_op, _shared_env(env), adapter.shared(engine))
             cvo = check_cv(splitter if splitter is not None else cv, y,
                            classifier=is_classifier(estimator))

@@ -285,14 +285,35 @@ def _steps_token(steps) -> tuple | None:
     return tuple(tokens)
 
 
-def _preprocessing_key(steps_token, X, y) -> tuple | None:
-    """The memo key of fitting the preprocessing steps on ``X``."""
-    if steps_token is None:
-        return None
+def _table_token(X) -> str | None:
+    """Fingerprint of a whole table (values and index); None if it has none."""
     try:
-        return ("fit", _PREPROCESSING, steps_token, tokenize(X), _y_token(y))
+        return tokenize(X)
     except Exception:  # noqa: BLE001 - a table that cannot be fingerprinted: not reused
         return None
+
+
+def _through_memo(memo, kind, key_of, compute, nbytes_of):
+    """``compute()``, or its value from ``memo``: looked up only once a piece of
+    ``kind`` proved costly, stored when it cost at least ``min_seconds``; the
+    key (``key_of()``, None: not reusable) is made only when needed. Returns
+    ``(value, key or None)``."""
+    key = None
+    if memo.worth_looking_up(kind):
+        key = key_of()
+        if key is not None:
+            found, value = memo.get(key)
+            if found:
+                return value, key
+    start = time.perf_counter()
+    value = compute()
+    seconds = time.perf_counter() - start
+    memo.observe(kind, seconds)
+    if seconds >= memo.min_seconds:
+        key = key or key_of()
+        if key is not None:
+            memo.put(key, value, nbytes_of(value), seconds)
+    return value, key
 
 
 def _vectorizer_fit_transform(owner, pipeline, memo, X, y=None, **params):
@@ -306,28 +327,21 @@ def _vectorizer_fit_transform(owner, pipeline, memo, X, y=None, **params):
         return pipeline.fit_transform(X, y=y, **params)
     from sklearn.pipeline import Pipeline
 
-    kind = ("fit", _PREPROCESSING)
     # the steps' tokens before they are fitted (in place, below)
     steps_token = _steps_token(head)
-    key, found = None, False
-    if memo.worth_looking_up(kind):
-        key = _preprocessing_key(steps_token, X, y)
-        if key is not None:
-            found, value = memo.get(key)
-    if found:
-        fitted, Xt = value
-    else:
-        start = time.perf_counter()
+
+    def key_of():
+        table = _table_token(X) if steps_token is not None else None
+        return None if table is None else (
+            "fit", _PREPROCESSING, steps_token, table, _y_token(y))
+
+    def compute():
         # a plain pipeline of the same steps: fitted in place (no memory: not
         # cloned), exactly as the vectorizer's pipeline fits them
-        Xt = Pipeline(head).fit_transform(X, y)
-        fitted = tuple(est for _, est in head)
-        seconds = time.perf_counter() - start
-        memo.observe(kind, seconds)
-        if seconds >= memo.min_seconds:
-            key = key or _preprocessing_key(steps_token, X, y)
-            if key is not None:
-                memo.put(key, (fitted, Xt), estimate_nbytes(Xt), seconds)
+        return tuple(est for _, est in head), Pipeline(head).fit_transform(X, y)
+
+    (fitted, Xt), key = _through_memo(memo, ("fit", _PREPROCESSING), key_of, compute,
+                                      lambda value: estimate_nbytes(value[1]))
     names = [name for name, _ in head]
     pipeline.steps = [(name, "passthrough") for name in names] + list(pipeline.steps[n:])
     try:
@@ -369,31 +383,16 @@ def _memo_vectorizer_transform(self, X):
     check_is_fitted(self, "transformers_")
     n = len(self._preprocessors)
     head, tail = self._pipeline.steps[:n], self._pipeline.steps[n:]
-    kind = ("transform", _PREPROCESSING)
-    key, found = None, False
-    if memo.worth_looking_up(kind):
-        key = _transform_key(fit_key, X)
-        if key is not None:
-            found, Xt = memo.get(key)
-    if not found:
-        start = time.perf_counter()
-        # new Pipeline objects over the fitted steps: the fitted vectorizer may
-        # be transforming in another thread, its own pipeline is not touched
-        Xt = Pipeline(head).transform(X)
-        seconds = time.perf_counter() - start
-        memo.observe(kind, seconds)
-        if seconds >= memo.min_seconds:
-            key = key or _transform_key(fit_key, X)
-            if key is not None:
-                memo.put(key, Xt, estimate_nbytes(Xt), seconds)
+
+    def key_of():
+        table = _table_token(X)
+        return None if table is None else ("transform", _PREPROCESSING, fit_key, table)
+
+    # new Pipeline objects over the fitted steps: the fitted vectorizer may be
+    # transforming in another thread, its own pipeline is not touched
+    Xt, _ = _through_memo(memo, ("transform", _PREPROCESSING), key_of,
+                          lambda: Pipeline(head).transform(X), estimate_nbytes)
     return Pipeline(tail).transform(Xt)
-
-
-def _transform_key(fit_key, X) -> tuple | None:
-    try:
-        return ("transform", _PREPROCESSING, fit_key, tokenize(X))
-    except Exception:  # noqa: BLE001 - a table that cannot be fingerprinted: not reused
-        return None
 
 
 def install() -> None:

@@ -299,17 +299,20 @@ def test_outputs_not_aligned_with_their_column_are_not_memoized():
 
 
 def test_cheap_pieces_are_never_fingerprinted_and_outputs_stay_equal():
-    """With every piece cheaper than ``min_seconds``, no column is ever
-    fingerprinted or looked up (nothing of its kind can be in the memo); the
-    outputs still equal skrub's."""
+    """With every piece cheaper than ``min_seconds``, no encoder column is ever
+    fingerprinted or looked up (nothing of its kind can be in the memo; only the
+    vectorizer's preprocessing, whose keys cost nothing, is); the outputs still
+    equal skrub's."""
     df = frame().drop(columns="target")
     expected = vectorizer().fit_transform(df)
-    memo = OperatorMemo(10_000_000, min_seconds=1e9)  # nothing is worth storing
+    memo = RecordingMemo(10_000_000, min_seconds=1e9)  # nothing is worth storing
     with memo_scope(memo):
         outputs = [vectorizer().fit_transform(df) for _ in range(5)]
-    assert memo.stats["hits"] + memo.stats["misses"] == 0
-    assert memo.stats["skipped"] >= 5 * df.shape[1]  # every column, every fit
-    assert len(memo) == 0
+    assert _other_lookups(memo) == []
+    assert memo.stats["skipped"] >= 5  # the encoders' columns, every fit
+    # the first fit's column steps; the next four find the whole table
+    assert _column_lookups(memo, "fit") == [False] * 7 * df.shape[1]
+    assert _preprocessing_lookups(memo, "fit") == [False, True, True, True, True]
     for out in outputs:
         pd.testing.assert_frame_equal(out, expected)
 
@@ -320,13 +323,13 @@ def test_a_kind_is_looked_up_from_its_second_piece_once_one_was_costly(monkeypat
     column is found. Outputs equal skrub's."""
     df = frame().drop(columns="target")
     expected = vectorizer().fit_transform(df)
-    memo = OperatorMemo(100_000_000, min_seconds=0.0)  # every piece is costly
+    memo = RecordingMemo(100_000_000, min_seconds=0.0)  # every piece is costly
     with memo_scope(memo):
         first = vectorizer().fit_transform(df)
-        misses_after_first = memo.stats["misses"]
+        lookups_after_first = _other_lookups(memo)
         second = vectorizer().fit_transform(df)
-    assert misses_after_first == 0 and memo.stats["stored"] > 0
-    assert memo.stats["hits"] > 0
+    assert lookups_after_first == [] and memo.stats["stored"] > 0
+    assert _other_lookups(memo) and all(_other_lookups(memo))
     pd.testing.assert_frame_equal(first, expected)
     pd.testing.assert_frame_equal(second, expected)
 
@@ -442,11 +445,28 @@ class RecordingMemo(OperatorMemo):
         return found, value
 
 
-def _preprocessing_lookups(memo, phase):
+def _preprocessing_lookups(memo, phase, start=0):
+    """Whether each lookup of a whole table's preprocessing was found."""
     from stratumlite.frontend.column_memo import _PREPROCESSING
 
-    return [found for kind, what, found in memo.lookups
+    return [found for kind, what, found in memo.lookups[start:]
             if kind == phase and what == _PREPROCESSING]
+
+
+def _column_lookups(memo, phase, start=0):
+    """Whether each lookup of one column's preprocessing step was found."""
+    from stratumlite.frontend.column_memo import _PREPROCESSING_COLUMN
+
+    return [found for kind, what, found in memo.lookups[start:]
+            if kind == phase and what == _PREPROCESSING_COLUMN]
+
+
+def _other_lookups(memo):
+    """Whether each lookup of a piece other than the preprocessing's was found."""
+    from stratumlite.frontend.column_memo import _PREPROCESSING, _PREPROCESSING_COLUMN
+
+    return [found for _, what, found in memo.lookups
+            if what not in (_PREPROCESSING, _PREPROCESSING_COLUMN)]
 
 
 def _fitted_state(tv):
@@ -457,11 +477,16 @@ def _fitted_state(tv):
             [name for name, _ in tv._pipeline.steps])
 
 
+def _column_transformers(tv):
+    """Per preprocessing step: its fitted column transformers (column steps)."""
+    return [dict(getattr(step, "transformers_", {})) for step in tv._preprocessors]
+
+
 @pytest.mark.parametrize("lib", ["pandas", "polars"])
 def test_vectorizers_differing_in_encoders_share_their_preprocessing(lib):
     """Two vectorizers that differ in their encoders only run their
-    preprocessing once on a table: the second gets the first's fitted steps and
-    output (and, transforming a new table, the first's preprocessed table). Each
+    preprocessing once on a table: the second finds the first's whole output
+    and fitted steps in the memo (fitting, and transforming a new table). Each
     vectorizer's outputs and fitted state equal skrub's; its pipeline stays a
     plain scikit-learn Pipeline that pickles and transforms alike."""
     import pickle as _pickle
@@ -483,13 +508,16 @@ def test_vectorizers_differing_in_encoders_share_their_preprocessing(lib):
     with memo_scope(memo):
         for enc in encoders:
             tv = vectorizer(enc())
-            got.append((tv, tv.fit_transform(train), tv.transform(test)))
-    # first vectorizer: stored without a lookup (nothing of its kind yet); second: found
-    assert _preprocessing_lookups(memo, "fit") == [True]
-    assert _preprocessing_lookups(memo, "transform") == [True]
+            fitted = tv.fit_transform(train)
+            fit_lookups = _preprocessing_lookups(memo, "fit")
+            transformed = tv.transform(test)
+            got.append((tv, fitted, transformed, fit_lookups,
+                        _preprocessing_lookups(memo, "transform")))
+    # the whole table's preprocessing: computed (column by column), then found
+    assert got[1][3] == [False, True] and got[1][4] == [False, True]
     first, second = got[0][0], got[1][0]
     assert all(a is b for a, b in zip(first._preprocessors, second._preprocessors))
-    for (exp_tv, exp_fit, exp_test), (tv, out_fit, out_test) in zip(expected, got):
+    for (exp_tv, exp_fit, exp_test), (tv, out_fit, out_test, _, _) in zip(expected, got):
         for exp, out in ((exp_fit, out_fit), (exp_test, out_test)):
             if lib == "pandas":
                 pd.testing.assert_frame_equal(exp, out)
@@ -505,22 +533,62 @@ def test_vectorizers_differing_in_encoders_share_their_preprocessing(lib):
             assert copy.transform(test).equals(exp_test)
 
 
-def test_other_preprocessing_or_another_table_is_not_shared():
-    """Different preprocessing parameters, or another table, miss; outputs
-    equal skrub's."""
+@pytest.mark.parametrize("lib", ["pandas", "polars"])
+def test_tables_sharing_columns_share_those_columns_preprocessing(lib):
+    """The same table with a column added, one dropped, one changed, and other
+    row labels: each shared column's preprocessing is found (every column step
+    of it), the others' computed; outputs and fitted state equal skrub's."""
     df = frame().drop(columns="target")
-    other = df.assign(amount=df["amount"] + 1)
+    tables = [df, df.assign(ratio=df["amount"] / (df["income"] + 1)),
+              df.drop(columns="title"), df.assign(title=df["title"].str.lower()),
+              df.set_axis(np.arange(len(df)) + 1000)]
+    new_columns = [set(df.columns), {"ratio"}, set(), {"title"}, set()]
+    if lib == "polars":  # no row labels: the last table would be the first
+        tables = [pl.from_pandas(t) for t in tables[:-1]]
     memo = RecordingMemo(100_000_000, min_seconds=0.0)
-    cases = [(vectorizer(), df),
-             (skrub.TableVectorizer(high_cardinality=skrub.StringEncoder(
-                 n_components=3, random_state=0), cardinality_threshold=5,
-                 null_strings=["n/a"]), df),
-             (vectorizer(), other)]
+    first = None
     with memo_scope(memo):
-        outs = [tv.fit_transform(t) for tv, t in cases]
-    assert _preprocessing_lookups(memo, "fit") == [False, False]
-    for (tv, t), out in zip(cases, outs):
-        pd.testing.assert_frame_equal(out, clone(tv).fit_transform(t))
+        for table, new in zip(tables, new_columns):
+            before = len(memo.lookups)
+            tv = vectorizer()
+            out = tv.fit_transform(table)
+            lookups = _column_lookups(memo, "fit", before)
+            assert _preprocessing_lookups(memo, "fit", before) == [False]
+            n_steps = sum(1 for s in tv._preprocessors if hasattr(s, "transformers_"))
+            n_cols = len(table.columns)
+            assert len(lookups) == n_steps * n_cols
+            assert lookups.count(False) == n_steps * len(new)
+            expected_tv = vectorizer()
+            expected = expected_tv.fit_transform(table)
+            if lib == "pandas":
+                pd.testing.assert_frame_equal(out, expected)
+            else:
+                assert out.equals(expected) and out.columns == expected.columns
+            assert _fitted_state(tv) == _fitted_state(expected_tv)
+            # a shared column's fitted transformers are the first fit's objects
+            first = first or tv
+            for a, b in zip(_column_transformers(first), _column_transformers(tv)):
+                for column in (a.keys() & b.keys()) - new:
+                    assert a[column] is b[column]
+
+
+def test_other_preprocessing_parameters_are_not_shared():
+    """A step with other parameters misses on every column (here the first,
+    ``CleanNullStrings``, with other ``null_strings``); outputs equal skrub's."""
+    df = frame().drop(columns="target")
+    memo = RecordingMemo(100_000_000, min_seconds=0.0)
+    cases = [vectorizer(),
+             skrub.TableVectorizer(high_cardinality=skrub.StringEncoder(
+                 n_components=3, random_state=0), cardinality_threshold=5,
+                 null_strings=["n/a"])]
+    with memo_scope(memo):
+        first = cases[0].fit_transform(df)
+        start = len(memo.lookups)
+        second = cases[1].fit_transform(df)
+    lookups = _column_lookups(memo, "fit", start)
+    assert len(lookups) >= df.shape[1] and not any(lookups[:df.shape[1]])
+    for tv, out in zip(cases, (first, second)):
+        pd.testing.assert_frame_equal(out, clone(tv).fit_transform(df))
 
 
 def test_vectorizer_search_scores_equal_skrub_when_preprocessing_is_shared():

@@ -147,10 +147,15 @@ class OperatorMemo:
                 self._insert(key, value, nbytes, seconds)
             return True, value
 
-    def put(self, key: Hashable, value: Any, nbytes: int, seconds: float) -> bool:
-        """Store ``value`` if it is worth it; returns whether it was stored."""
+    def put(self, key: Hashable, value: Any, nbytes: int, seconds: float,
+            always: bool = False) -> bool:
+        """Store ``value`` if it is worth it; returns whether it was stored.
+
+        ``always``: even if it took less than ``min_seconds`` (for a caller
+        whose keys cost nothing to make: a lookup that misses costs nothing
+        either)."""
         nbytes = max(int(nbytes), 1)
-        if seconds < self.min_seconds or nbytes > self.max_bytes:
+        if (seconds < self.min_seconds and not always) or nbytes > self.max_bytes:
             return False
         with self._lock:
             if key in self._entries:

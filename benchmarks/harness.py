@@ -381,6 +381,25 @@ def fmt_x(x) -> str:
     return "—" if x is None else f"{x:.2f}x"
 
 
+def fmt_target(x, goal: str) -> str:
+    """A measured ratio beside its goal (``"<= 1.25x"``): with four decimals
+    when two would print the goal itself, so a value that misses by a hair
+    does not read as the goal.
+
+    >>> fmt_target(1.2512, "<= 1.25x"), fmt_target(2.24, ">= 6.0x"), fmt_target(None, "")
+    ('1.2512x', '2.24x', '—')
+    """
+    if x is None:
+        return "—"
+    try:
+        goal_value = float(goal.split()[-1].rstrip("x"))
+    except (ValueError, IndexError):
+        goal_value = None
+    if goal_value is not None and round(x, 2) == round(goal_value, 2) and x != goal_value:
+        return f"{x:.4f}x"
+    return fmt_x(x)
+
+
 def fmt_mb(x) -> str:
     return "—" if not x else f"{x / 2**20:.0f} MB"
 
@@ -803,7 +822,7 @@ def render_runtime(runs: dict, machine: dict, end_load, reps: int, rows: int,
           search_table(runs, cores), "\n" + ratio_table(runs),
           "\n### Targets\n", "| target | goal | measured | |", "|---|---:|---:|---|"]
     for label, goal, med, verdict in targets:
-        md.append(f"| {label} | {goal} | {fmt_x(med)} | {verdict} |")
+        md.append(f"| {label} | {goal} | {fmt_target(med, goal)} | {verdict} |")
     md.append(f"\nScores vs {ref}: " + ("**MISMATCH** (details at the end)" if problems else
                                         SCORES_OK) if ref else f"\n{NOT_CHECKED}")
     if ref:

@@ -191,3 +191,15 @@ def test_a_session_starts_with_one_untimed_warm_up_of_stratumlite(tmp_path):
     assert any("warm-up (untimed): stratumlite_cold on tiny" in str(line) for line in lines)
     # the worker really ran (its timing line), and its result was not kept
     assert any("stratumlite_cold" in str(line) and "wall" in str(line) for line in lines)
+
+
+def test_a_target_missed_by_a_hair_is_printed_with_the_digits_that_show_it():
+    """A measured ratio that two decimals would print as the goal itself gets
+    four; others keep two."""
+    from benchmarks.harness import fmt_target
+
+    assert fmt_target(1.2512400491866067, "<= 1.25x") == "1.2512x"
+    assert fmt_target(1.2479, "<= 1.25x") == "1.2479x"
+    assert fmt_target(1.25, "<= 1.25x") == "1.25x"
+    assert fmt_target(2.2415, ">= 6.0x") == "2.24x"
+    assert fmt_target(None, "<= 1.25x") == "—"

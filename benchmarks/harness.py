@@ -418,24 +418,31 @@ def write_json(payload: dict, stamp: str) -> Path:
     return path
 
 
-def write_report_section(command: str, markdown: str) -> Path:
-    """Replace this command's section of today's report (and ``latest.md``)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"report-{_dt.date.today().isoformat()}.md"
+def _with_section(text: str, command: str, markdown: str) -> str:
+    """``text`` with this command's section replaced (appended if absent)."""
     begin, end = f"<!-- begin {command} -->", f"<!-- end {command} -->"
-    text = path.read_text() if path.exists() else (
-        f"# stratumlite benchmarks, {_dt.date.today().isoformat()}\n\n"
-        "Produced by `python -m benchmarks <command>` (see benchmarks/README.md). "
-        "Each section is replaced when its command runs again.\n\n")
     block = f"{begin}\n{markdown.rstrip()}\n{end}\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
-        text = head + block + tail.lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-    shutil.copyfile(path, RESULTS / "latest.md")
+        return head + block + tail.lstrip("\n")
+    return text.rstrip("\n") + "\n\n" + block
+
+
+def write_report_section(command: str, markdown: str) -> Path:
+    """Replace this command's section of today's report and of ``latest.md``
+    (each file's other sections stay as they are: ``latest.md`` may hold
+    sections of earlier days, or of runs made in another checkout)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"report-{_dt.date.today().isoformat()}.md"
+    header = (f"# stratumlite benchmarks, {_dt.date.today().isoformat()}\n\n"
+              "Produced by `python -m benchmarks <command>` (see benchmarks/README.md). "
+              "Each section is replaced when its command runs again.\n\n")
+    for target in (path, RESULTS / "latest.md"):
+        text = target.read_text() if target.exists() else header
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(_with_section(text, command, markdown))
+        os.replace(tmp, target)
     return path
 
 

@@ -203,3 +203,21 @@ def test_a_target_missed_by_a_hair_is_printed_with_the_digits_that_show_it():
     assert fmt_target(1.25, "<= 1.25x") == "1.25x"
     assert fmt_target(2.2415, ">= 6.0x") == "2.24x"
     assert fmt_target(None, "<= 1.25x") == "—"
+
+
+def test_a_report_section_replaces_only_its_own_section_of_latest(tmp_path, monkeypatch):
+    """latest.md keeps the sections it holds from other runs (another checkout,
+    an earlier day) when one command's section is written; the day's report
+    gets the section too."""
+    from benchmarks import harness
+
+    monkeypatch.setattr(harness, "RESULTS", tmp_path)
+    (tmp_path / "latest.md").write_text(
+        "# old\n\n<!-- begin agents -->\nagents from elsewhere\n<!-- end agents -->\n"
+        "<!-- begin runtime -->\nold runtime\n<!-- end runtime -->\n")
+    report = harness.write_report_section("runtime", "new runtime")
+    latest = (tmp_path / "latest.md").read_text()
+    assert "agents from elsewhere" in latest and "new runtime" in latest
+    assert "old runtime" not in latest
+    assert "new runtime" in report.read_text() and "agents from elsewhere" not in report.read_text()
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -136,10 +136,14 @@ def _column_token(column, transformer) -> str:
     transformer might read the index: its key keeps it, unless its class sets
     ``stratumlite_index_blind = True``.
     """
-    index = getattr(column, "index", None)
     blind = type(transformer).__module__.startswith(_INDEX_BLIND) \
         or getattr(transformer, "stratumlite_index_blind", False) is True
-    if blind and index is not None and hasattr(column, "reset_index"):
+    return _values_token(column) if blind else tokenize(column)
+
+
+def _values_token(column) -> str:
+    """Token of a column's name, dtype and values, without its pandas index."""
+    if getattr(column, "index", None) is not None and hasattr(column, "reset_index"):
         return tokenize(("pandas-values", column.reset_index(drop=True)))
     return tokenize(column)
 
@@ -303,17 +307,18 @@ def _column_keys(X) -> dict[str, str] | None:
     pandas index); None if one cannot be fingerprinted."""
     from skrub import _dataframe as sbd
 
-    keys = {}
     try:
-        for name in sbd.column_names(X):
-            column = sbd.col(X, name)
-            index = getattr(column, "index", None)
-            if index is not None and hasattr(column, "reset_index"):
-                column = column.reset_index(drop=True)
-            keys[name] = tokenize(("preprocessing column", column))
+        return {name: _values_token(sbd.col(X, name)) for name in sbd.column_names(X)}
     except Exception:  # noqa: BLE001 - a column without a fingerprint: no reuse
         return None
-    return keys
+
+
+def _output_keys(outputs, column, input_key: str, key) -> list:
+    """Keys of a piece's outputs: an output that is the input column itself
+    keeps its key, the others are derived from the piece's key (None: the
+    piece has no key, its outputs must be fingerprinted)."""
+    return [input_key if out is column else (None if key is None else _chain(key, j))
+            for j, out in enumerate(outputs)]
 
 
 def _stored(outputs, column) -> tuple:
@@ -372,9 +377,8 @@ def _fit_step_by_column(step, step_token: str, X, y, keys: dict, memo):
     out_keys = []
     for (key, column, outputs, fitted), (in_name, _, _) in zip(piece_keys, results):
         if fitted is not None and step.keep_original:
-            out_keys.append(keys[in_name])
-        out_keys.extend(keys[in_name] if out is column else _chain(key, j)
-                        for j, out in enumerate(outputs))
+            outputs = [column, *outputs]  # as _process_fit_transform_results lists them
+        out_keys.extend(_output_keys(outputs, column, keys[in_name], key))
     return Xt, dict(zip(step.all_outputs_, out_keys))
 
 
@@ -409,13 +413,7 @@ def _transform_step_by_column(step, X, keys: dict, memo):
         if transformer is not None and step.keep_original:
             outputs = [column, *outputs]
         columns.extend(outputs)
-        for j, out in enumerate(outputs):
-            if out is column:
-                out_keys.append(keys[name])
-            elif key is not None:
-                out_keys.append(_chain(key, j))
-            else:
-                out_keys.append(None)
+        out_keys.extend(_output_keys(outputs, column, keys[name], key))
     columns = _atec._rename_columns(columns, step.all_outputs_)
     Xt = sbd.copy_index(X, sbd.make_dataframe_like(X, columns))
     keys = dict(zip(step.all_outputs_, out_keys))

@@ -73,6 +73,12 @@ def short_key(key: str) -> str:
     return key[:8]
 
 
+#: :meth:`Operator.cost_hint` of glue (a column selection) and of any other
+#: operator whose cost nothing tells (a user function, a join)
+LIGHT_COST = 0.001
+OPERATOR_COST = 0.02
+
+
 @dataclass(frozen=True, slots=True)
 class Need:
     """Request sent by an operator to the runtime: the value of input ``index``."""
@@ -143,6 +149,13 @@ class Operator:
         a Python-bound task it waits for the GIL at every hand-back. ``node`` is
         this operator's node (its inputs may carry the estimator)."""
         return False
+
+    def cost_hint(self, node: Node, fitting: bool) -> float:
+        """A guess at the task's cost, before anything has run: relative units
+        (a scikit-learn linear fit ~0.1, 100 boosting rounds ~1). The scheduler
+        starts the work on the longest chain of guesses first; results never
+        depend on it. ``fitting``: a fit, else a transform or a prediction."""
+        return LIGHT_COST if self.is_light() else OPERATOR_COST
 
     def summary(self) -> dict[str, Any]:
         """Parameters to show in explain's JSON form."""

@@ -228,6 +228,9 @@ def test_python_bound_tasks_are_paired_with_gil_releasing_ones(monkeypatch):
     from stratumlite.frontend import skrub_dataops
 
     monkeypatch.setattr(skrub_dataops, "_NATIVE_MODULES", (f"{__name__}.",))
+    # the native fit guessed cheaper than the Python-bound calls: priority
+    # alone would start py0 and py1 together (see the sequential run below)
+    monkeypatch.setattr(skrub_dataops, "_ESTIMATOR_COST", 0.001)
     python_bound = [to_plan(_op(f"py{i}", 0.15)).output for i in range(3)]
     frame = skrub.var("df")
     native = to_plan(frame.skb.apply(_NativeSleeper())).output
@@ -418,3 +421,66 @@ def test_cache_entries_are_read_under_the_task_thread_budget(tmp_path):
     assert sorted(e[1] for e in _events() if e[0] == "load") == ["a", "b"]
     assert len(hits) == 2 and {r.threads for r in hits} == {1}
     assert [int(e[2]) for e in _events() if e[0] == "load"] == [1, 1]
+
+
+def test_tasks_on_the_costliest_chain_start_first():
+    """Listed last, the boosting fit's chain starts first: its scaler before a
+    scaler nothing costly waits for, then the boosting fit, then the rest in
+    the order they were asked for (list scheduling by critical path)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    X, y = skrub.var("X"), skrub.var("y")
+    ridge = to_plan(X.skb.apply(Ridge(), y=y)).output
+    lonely = to_plan(X.skb.apply(StandardScaler())).output
+    scaled = X.skb.apply(MinMaxScaler())
+    boosted = to_plan(scaled.skb.apply(
+        HistGradientBoostingRegressor(max_iter=200, random_state=0), y=y)).output
+    names = {ridge.key: "ridge", lonely.key: "lonely", boosted.key: "boosted",
+             boosted.inputs[0].key: "scaler"}
+    rng = np.random.default_rng(0)
+    env = {"X": pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40)}),
+           "y": pd.Series(rng.normal(size=40))}
+    for executor, workers in (("sequential", 1), ("threads", 2)):
+        config = stratumlite.Config(executor=executor, n_workers=workers, verbose=0,
+                                    lineage=False)
+        with Session(config) as s:
+            b = s.bind(env)
+            s.run([s.request(n, "fit_transform", b) for n in (ridge, lonely, boosted)])
+            launched = [names[r.task.node.key] for r in sorted(s.records, key=lambda r: r.start)
+                        if r.task.node.key in names]
+        if executor == "sequential":
+            assert launched == ["scaler", "boosted", "ridge", "lonely"]
+        else:  # two at once: the costly chain's head takes the first slot
+            assert launched[0] == "scaler", launched
+
+
+def test_cost_hints_rank_ensembles_above_vectorizers_above_linear_fits():
+    from lightgbm import LGBMRegressor
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = skrub.var("X").skb.mark_as_X(), skrub.var("y").skb.mark_as_y()
+
+    def hint(estimator, fitting=True):
+        node = to_plan(X.skb.apply(estimator, y=y)).output
+        return node.op.cost_hint(node, fitting)
+
+    ridge, vectorizer = hint(Ridge()), hint(skrub.TableVectorizer())
+    lgbm, lgbm_300 = hint(LGBMRegressor()), hint(LGBMRegressor(n_estimators=300))
+    hgb_50 = hint(HistGradientBoostingRegressor(max_iter=50))
+    assert ridge < vectorizer < hgb_50 < lgbm < lgbm_300
+    assert lgbm_300 == 3 * lgbm  # ensembles scale with their rounds
+    assert hint(make_pipeline(StandardScaler(), Ridge())) == 2 * ridge
+    assert hint(LGBMRegressor(), fitting=False) < lgbm  # predicting costs less
+    glue = to_plan(X["a"]).output
+    assert glue.op.cost_hint(glue, False) < ridge
+    # a choice of models is guessed once expanded
+    plan = to_plan(X.skb.apply(skrub.choose_from(
+        {"ridge": Ridge(), "lgbm": LGBMRegressor()}, name="m"), y=y))
+    from stratumlite.optimizer.expand_choices import expand_configuration
+
+    choice = next(n.op for n in plan.nodes("id") if n.op.kind == "choice")
+    hints = [expand_configuration(plan, {choice.choice_id: i}, "fit") for i in (0, 1)]
+    assert [n.op.cost_hint(n, True) for n in hints] == [ridge, lgbm]

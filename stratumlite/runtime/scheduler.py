@@ -12,13 +12,19 @@ State (:class:`_RunState`):
 
 ``waiting``     task key -> keys of the tasks it still waits for
 ``dependents``  task key -> keys of the tasks waiting for it
-``ready``       heap of (static order, key): runnable tasks, deterministic ties
+``ready``       heap of (priority, key): runnable tasks. Priority: background
+                tasks last, then the longest chain of guessed costs first
+                (``level``, :func:`critical_path_levels` over
+                ``Operator.cost_hint``), then discovery order: deterministic
 ``running``     number of tasks submitted and not finished
 ``refs``        task key -> number of unfinished readers; an intermediate's
                 value is released when it reaches 0 (requested outputs are
                 kept) — the buffer pool's first rule
 ``order``       static order: the order tasks were discovered (depth first,
                 inputs before consumers)
+``level``       a task's guessed cost plus the costliest chain of tasks that
+                need it: started highest first, the longest work begins early
+                and the run does not end on one long task alone on a core
 
 Transitions: :meth:`Scheduler._add` (discover a task and its inputs, without
 recursion), :meth:`_launch` (ready -> running, with a thread budget),
@@ -181,6 +187,33 @@ def alone_tasks(tasks: dict, edges: dict[str, list[str]]) -> set[str]:
             if below[i].bit_count() + above[i].bit_count() == n - 1}
 
 
+def critical_path_levels(tasks: dict, edges: dict[str, list[str]],
+                         cost: dict[str, float]) -> dict[str, float]:
+    """Each task's cost plus the costliest chain of tasks that need it.
+
+    Started highest level first, the work on the longest chain goes first and
+    the end of a run is not one long task alone on a core: list scheduling by
+    level ("HLFET"). ``tasks`` in discovery order (inputs first), ``edges[key]``
+    its inputs among them, ``cost`` the operators' guesses
+    (:meth:`~stratumlite.plan.Operator.cost_hint`).
+
+    >>> levels = critical_path_levels(
+    ...     {"a": 0, "b": 0, "c": 0, "d": 0},
+    ...     {"b": ["a"], "c": ["a"], "d": ["b"]},
+    ...     {"a": 1.0, "b": 5.0, "c": 2.0, "d": 1.0})
+    >>> levels
+    {'d': 1.0, 'c': 2.0, 'b': 6.0, 'a': 7.0}
+    """
+    below: dict[str, float] = {}
+    levels: dict[str, float] = {}
+    for key in reversed(list(tasks)):  # a consumer before its inputs
+        level = levels[key] = cost.get(key, 0.0) + below.get(key, 0.0)
+        for child in edges.get(key, ()):
+            if level > below.get(child, 0.0):
+                below[child] = level
+    return levels
+
+
 @dataclass
 class _RunState:
     order_base: int = 0
@@ -192,6 +225,7 @@ class _RunState:
     running: int = 0
     refs: dict[str, int] = field(default_factory=dict)
     order: dict[str, int] = field(default_factory=dict)
+    level: dict[str, float] = field(default_factory=dict)  # critical_path_levels
     tasks: dict[str, Task] = field(default_factory=dict)
     inputs: dict[str, dict[int, str]] = field(default_factory=dict)
     state_deps: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
@@ -286,6 +320,11 @@ class Scheduler:
         for r in background:
             self._add(st, r)
         st.alone = alone_tasks(st.tasks, st.edges)
+        st.level = critical_path_levels(
+            st.tasks, st.edges,
+            {k: t.node.op.cost_hint(t.node, t.fitting) for k, t in st.tasks.items()})
+        st.ready = [(self._priority(st, key), key) for _, key in st.ready]
+        heapq.heapify(st.ready)
         saved = _saved_thread_limits()
         try:
             return self._run_loop(st, roots, raise_errors)
@@ -446,7 +485,18 @@ class Scheduler:
         if failed:
             self._fail(st, key, st.failed[failed[0]])
         elif not st.waiting[key]:
-            heapq.heappush(st.ready, (st.order[key], key))
+            self._push_ready(st, key)
+
+    @staticmethod
+    def _priority(st: _RunState, key: str) -> tuple[bool, float, int]:
+        """Ready tasks start in this order: background tasks last, then the
+        highest :func:`critical_path_levels` first, then discovery order (a
+        task added while running has level 0)."""
+        order = st.order[key]
+        return order >= _BACKGROUND, -st.level.get(key, 0.0), order
+
+    def _push_ready(self, st: _RunState, key: str) -> None:
+        heapq.heappush(st.ready, (self._priority(st, key), key))
 
     def _shares_gil(self) -> bool:
         """Whether tasks in flight share this process's GIL (threads)."""
@@ -466,7 +516,7 @@ class Scheduler:
         if st.holding_gil and self._shares_gil() \
                 and self._holds_gil(st.tasks[st.ready[0][1]]):
             for entry in heapq.nsmallest(GIL_LOOKAHEAD, st.ready):
-                if entry[0] >= _BACKGROUND:
+                if entry[0][0]:  # background: only when nothing else is ready
                     break
                 task = st.tasks[entry[1]]
                 if task.fitting and task.node.op.releases_gil(task.node):
@@ -522,7 +572,7 @@ class Scheduler:
         """The first of the next ``GIL_LOOKAHEAD`` ready tasks that the memory
         budget admits (a small task beside a large one), or None."""
         for entry in heapq.nsmallest(GIL_LOOKAHEAD, st.ready):
-            if entry[0] >= _BACKGROUND:
+            if entry[0][0]:  # background: only when nothing else is ready
                 break
             if self._admit(st, entry[1]):
                 st.ready.remove(entry)
@@ -535,7 +585,7 @@ class Scheduler:
         budget holds it back."""
         key = self._pick(st)
         if not self._admit(st, key):
-            heapq.heappush(st.ready, (st.order[key], key))
+            self._push_ready(st, key)
             key = self._pick_within_memory(st)
             if key is None:
                 self.memory_waits += 1
@@ -621,7 +671,7 @@ class Scheduler:
             st.inputs[key][outcome.index] = child.key
             st.refs[child.key] = st.refs.get(child.key, 0) + 1
             if child.key in self.values:
-                heapq.heappush(st.ready, (st.order[key], key))
+                self._push_ready(st, key)
                 return
             if child.key in st.failed:
                 self._fail(st, key, st.failed[child.key])
@@ -663,7 +713,7 @@ class Scheduler:
                 continue
             w.discard(key)
             if not w and dep not in st.failed:
-                heapq.heappush(st.ready, (st.order[dep], dep))
+                self._push_ready(st, dep)
 
     def _fail(self, st: _RunState, key: str, error: BaseException) -> None:
         stack = [key]

@@ -484,3 +484,25 @@ def test_cost_hints_rank_ensembles_above_vectorizers_above_linear_fits():
     choice = next(n.op for n in plan.nodes("id") if n.op.kind == "choice")
     hints = [expand_configuration(plan, {choice.choice_id: i}, "fit") for i in (0, 1)]
     assert [n.op.cost_hint(n, True) for n in hints] == [ridge, lgbm]
+
+
+def test_an_input_asked_for_while_running_takes_the_priority_of_its_reader():
+    """An ``if_else`` asks for its branch only once it runs; the branch (and
+    the long chain waiting for it) goes before shorter ready work, not after
+    it as if it were speculative background work."""
+    cond, x = skrub.var("c"), skrub.var("x")
+    out = cond.skb.if_else(skrub.deferred(_slow)("branch_a", 0.0, x),
+                           skrub.deferred(_slow)("branch_b", 0.0, x))
+    for i in range(10):
+        out = skrub.deferred(_slow)(f"after{i}", 0.0, out)
+    chain = to_plan(out).output
+    others = [to_plan(_op(f"fg{i}", 0.0)).output for i in range(3)]
+    config = stratumlite.Config(executor="sequential", n_workers=1, verbose=0, lineage=False)
+    _clear()
+    with Session(config) as s:
+        b = s.bind({"x": 1, "c": True})
+        values = s.run([s.request(chain, "transform", b),
+                        *[s.request(n, "transform", b) for n in others]])
+    assert values == [12, 2, 2, 2]
+    started = [tag for kind, tag, _ in _events() if kind == "start"]
+    assert started == ["branch_a", *[f"after{i}" for i in range(10)], "fg0", "fg1", "fg2"]

@@ -226,6 +226,7 @@ class _RunState:
     refs: dict[str, int] = field(default_factory=dict)
     order: dict[str, int] = field(default_factory=dict)
     level: dict[str, float] = field(default_factory=dict)  # critical_path_levels
+    new_level: float = 0.0  # the level of tasks discovered while running (_add_later)
     tasks: dict[str, Task] = field(default_factory=dict)
     inputs: dict[str, dict[int, str]] = field(default_factory=dict)
     state_deps: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
@@ -467,6 +468,7 @@ class Scheduler:
         key = task.key
         st.tasks[key] = task
         st.order[key] = st.order_base + len(st.order)
+        st.level.setdefault(key, st.new_level)
         st.inputs[key] = child_keys
         st.edges[key] = [ck for ck in child_keys.values() if ck in st.tasks] + [
             dep.key for dep, _ in state_deps if dep.key in st.tasks]
@@ -491,7 +493,8 @@ class Scheduler:
     def _priority(st: _RunState, key: str) -> tuple[bool, float, int]:
         """Ready tasks start in this order: background tasks last, then the
         highest :func:`critical_path_levels` first, then discovery order (a
-        task added while running has level 0)."""
+        task added while running has the level of the task that needs it,
+        see :meth:`_add_later`)."""
         order = st.order[key]
         return order >= _BACKGROUND, -st.level.get(key, 0.0), order
 
@@ -662,9 +665,9 @@ class Scheduler:
         if isinstance(outcome, Missing) and outcome.index == -1:
             # the cache entry vanished or was corrupt: compute the task instead
             del st.tasks[key]
-            st.order.pop(key, None)
+            order, level = st.order.pop(key), st.level.pop(key, 0.0)
             self._cache_skip.add(key)
-            self._add(st, task)
+            self._add_later(st, task, order, level)
             return
         if isinstance(outcome, Missing):
             child = self.child(task, outcome.index)
@@ -679,7 +682,7 @@ class Scheduler:
             st.waiting[key] = {child.key}
             st.dependents.setdefault(child.key, set()).add(key)
             if child.key not in st.tasks:
-                self._add(st, child)
+                self._add_later(st, child, st.order[key], st.level.get(key, 0.0))
             return
         assert isinstance(outcome, Done)
         record.seconds = outcome.seconds
@@ -714,6 +717,17 @@ class Scheduler:
             w.discard(key)
             if not w and dep not in st.failed:
                 self._push_ready(st, dep)
+
+    def _add_later(self, st: _RunState, task: Task, order: int, level: float) -> None:
+        """Discover ``task`` (and the inputs it needs) while the run goes on: an
+        input an operator asked for that was not foreseen (an ``if_else``
+        branch), or a task whose cache entry vanished. They take the priority of
+        the task that needs them (``order``, ``level``): background or not, and
+        its level, so a branch a long chain waits for does not wait behind
+        shorter work."""
+        st.order_base = _BACKGROUND if order >= _BACKGROUND else 0
+        st.new_level = level
+        self._add(st, task)
 
     def _fail(self, st: _RunState, key: str, error: BaseException) -> None:
         stack = [key]
